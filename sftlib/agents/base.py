@@ -1,0 +1,237 @@
+"""The agent interface every base algorithm implements, and the machinery they share.
+
+An agent owns its networks, target networks, optimisers and the frozen observation
+normaliser. Networks see normalised observations; every public method takes raw ones.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from sftlib.buffer import Batch, Normalizer
+from sftlib.networks import last_linear
+
+
+@dataclass
+class AgentConfig:
+    """Hyper-parameters shared by every base algorithm."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of every network."""
+    lr: float = 3e-4
+    """Adam learning rate of every network."""
+    batch_size: int = 256
+    """Transitions per update."""
+    discount: float = 0.99
+    """Discount factor gamma."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    n_critics: int = 2
+    """Members of the Q ensemble (clipped double Q uses the minimum)."""
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if not self.hidden or any(h <= 0 for h in self.hidden):
+            raise ValueError(f"hidden must be a non-empty list of positive ints, got {self.hidden}")
+        for name in ("lr", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 < self.discount < 1.0:
+            raise ValueError(f"discount must be in (0, 1), got {self.discount}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if self.n_critics < 1:
+            raise ValueError(f"n_critics must be >= 1, got {self.n_critics}")
+
+
+RESET_SCOPES = ("last", "full", "offline")
+
+
+class Agent:
+    """Base class: subclasses build networks in :meth:`_build` and implement :meth:`update`."""
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type[AgentConfig]]
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        config: AgentConfig | None = None,
+        normalizer: Normalizer | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.config = config if config is not None else self.config_cls()
+        self.normalizer = normalizer if normalizer is not None else Normalizer.identity(obs_dim)
+        self.device = torch.device(device)
+        self.num_updates = 0
+        self._build()
+        for m in self.modules().values():
+            m.to(self.device)
+        self.targets = {k: copy.deepcopy(self.modules()[k]) for k in self.target_keys}
+        for t in self.targets.values():
+            t.requires_grad_(False)
+        self.optimizers = self._make_optimizers()
+
+    # --- subclasses -----------------------------------------------------------------
+    target_keys: ClassVar[tuple[str, ...]] = ("critic",)
+    actor: nn.Module
+    critic: nn.Module
+
+    def _build(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The trained networks by name (all of them are reset by a ``full`` reset)."""
+        return {"actor": self.actor, "critic": self.critic}
+
+    def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {
+            k: torch.optim.Adam(m.parameters(), lr=self.config.lr) for k, m in self.modules().items()
+        }
+
+    def update(self, batch: Batch, online: bool) -> dict[str, float]:  # pragma: no cover
+        """One gradient step on ``batch``; ``online`` selects the online update rule."""
+        raise NotImplementedError
+
+    def _policy(self, nobs: torch.Tensor, deterministic: bool) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    # --- public interface -------------------------------------------------------------
+    def norm(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.normalizer(obs)
+
+    @torch.no_grad()
+    def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """Actions ``[B, act_dim]`` in ``[-1, 1]`` for raw observations ``[B, obs_dim]``."""
+        return self._policy(self.norm(obs.to(self.device)), deterministic)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        """Action for one raw observation ``[obs_dim]`` (or a batch), as numpy."""
+        o = torch.as_tensor(obs, dtype=torch.float32)
+        single = o.ndim == 1
+        a = self.policy_action(o.unsqueeze(0) if single else o, deterministic).cpu().numpy()
+        return a[0] if single else a
+
+    @torch.no_grad()
+    def q_values(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Every critic member's ``Q(s, a)``: shape ``[n_critics, B]`` (raw observations)."""
+        return self.critic(self.norm(obs.to(self.device)), actions.to(self.device))
+
+    def sync_targets(self) -> None:
+        for k, t in self.targets.items():
+            t.load_state_dict(self.modules()[k].state_dict())
+
+    def snapshot(self) -> Agent:
+        """A frozen deep copy (used as the anchor): no gradients, no optimiser state."""
+        twin = copy.deepcopy(self)
+        for m in list(twin.modules().values()) + list(twin.targets.values()):
+            m.requires_grad_(False)
+        twin.optimizers = {}
+        return twin
+
+    def reset_networks(
+        self,
+        scope: str,
+        alpha: float = 0.0,
+        offline_state: dict[str, Any] | None = None,
+    ) -> None:
+        """Reset the learning networks: ``theta <- alpha * theta + (1 - alpha) * theta_reset``.
+
+        ``scope``: ``last`` re-initialises the output layer of every network, ``full`` every
+        layer, ``offline`` returns to the offline weights in ``offline_state`` (an agent
+        ``state_dict``). Target networks are re-synced and optimiser state is cleared.
+        """
+        if scope not in RESET_SCOPES:
+            raise ValueError(f"reset_scope must be one of {RESET_SCOPES}, got {scope!r}")
+        if scope == "offline":
+            if offline_state is None:
+                raise ValueError("reset_scope='offline' needs the offline checkpoint state")
+            source = {k: self._module_from_state(k, sd) for k, sd in offline_state["modules"].items()}
+        else:
+            fresh = type(self)(self.obs_dim, self.act_dim, self.config, self.normalizer, self.device)
+            source = fresh.modules()
+        with torch.no_grad():
+            for k, module in self.modules().items():
+                if scope == "last":
+                    pairs = self._last_layers(module, source[k])
+                else:
+                    pairs = [(module, source[k])]
+                for dst, src in pairs:
+                    for p, q in zip(dst.parameters(), src.parameters(), strict=True):
+                        p.mul_(alpha).add_((1.0 - alpha) * q.to(p.device))
+        self.sync_targets()
+        self.optimizers = self._make_optimizers()
+
+    @staticmethod
+    def _last_layers(module: nn.Module, source: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
+        """Output layer of ``module`` (one per ensemble member) paired with ``source``'s."""
+        if hasattr(module, "members"):
+            return [(last_linear(m), last_linear(s)) for m, s in zip(module.members, source.members)]
+        pairs = [(last_linear(module), last_linear(source))]
+        if getattr(module, "log_std", None) is not None:
+            pairs.append((_ParamHolder(module.log_std), _ParamHolder(source.log_std)))
+        return pairs
+
+    def _module_from_state(self, key: str, state: dict) -> nn.Module:
+        m = copy.deepcopy(self.modules()[key])
+        m.load_state_dict(state)
+        return m
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training bit-for-bit, optimisers included."""
+        return {
+            "algo": self.name,
+            "config": asdict(self.config),
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "normalizer": self.normalizer.state_dict(),
+            "modules": {k: m.state_dict() for k, m in self.modules().items()},
+            "targets": {k: t.state_dict() for k, t in self.targets.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "num_updates": self.num_updates,
+            **self._extra_state(),
+        }
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("algo") != self.name:
+            raise ValueError(f"checkpoint holds a {state.get('algo')!r} agent, not {self.name!r}")
+        if (state["obs_dim"], state["act_dim"]) != (self.obs_dim, self.act_dim):
+            raise ValueError(
+                f"checkpoint is for observation size {state['obs_dim']} and action size "
+                f"{state['act_dim']}, but this environment has {self.obs_dim} and {self.act_dim}"
+            )
+        self.normalizer = Normalizer.from_state_dict(state["normalizer"])
+        for k, m in self.modules().items():
+            m.load_state_dict(state["modules"][k])
+        for k, t in self.targets.items():
+            t.load_state_dict(state["targets"][k])
+        for k, o in self.optimizers.items():
+            if k in state["optimizers"]:
+                o.load_state_dict(state["optimizers"][k])
+        self.num_updates = state["num_updates"]
+        self._load_extra_state(state)
+
+
+class _ParamHolder(nn.Module):
+    """Wraps a bare parameter (a state-independent log-std) so it resets like a layer."""
+
+    def __init__(self, p: nn.Parameter) -> None:
+        super().__init__()
+        self.p = p
+
+

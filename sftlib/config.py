@@ -1,0 +1,259 @@
+"""Typed configuration, one dataclass per concern, validated on construction.
+
+Every field maps one-to-one onto a notebook ``parameters`` cell entry and a key of the
+``params/*.yaml`` files; :func:`from_flat` builds a config from such a flat dict and
+names any unknown key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from sftlib.agents import AGENTS, agent_class, build_config
+
+OPE_ESTIMATORS = ("q", "mc", "fqe", "cpe")
+SELECTIONS = ("argmax", "softmax")
+RESET_SCOPES = ("last", "full", "offline")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a named variant switches on. See the variants table of the SFT spec."""
+
+    composite: bool
+    """Act with anchor and learner candidates (False: the learner acts alone)."""
+    switch: bool
+    """The anchor's critic selects until the learner is stable (False: the learner's always)."""
+    reset: bool
+    """Periodic reset of the learner (and anchor update)."""
+    ope: str | None
+    """Estimator of the comprehensive evaluation forced by the variant (None: ``ope``)."""
+    selection: str | None = None
+    """Selection rule forced by the variant (None: ``selection``)."""
+
+
+VARIANTS: dict[str, Variant] = {
+    "direct": Variant(composite=False, switch=False, reset=False, ope=None),
+    "pex": Variant(composite=True, switch=False, reset=False, ope=None, selection="softmax"),
+    "sft": Variant(composite=True, switch=True, reset=True, ope="cpe"),
+    "sft-noswitch": Variant(composite=True, switch=False, reset=True, ope="cpe"),
+    "sft-q": Variant(composite=True, switch=True, reset=True, ope="q"),
+    "sft-mc": Variant(composite=True, switch=True, reset=True, ope="mc"),
+    "sft-fqe": Variant(composite=True, switch=True, reset=True, ope="fqe"),
+    "sft-noreset": Variant(composite=True, switch=True, reset=False, ope="cpe"),
+}
+
+
+def _choice(name: str, value: Any, allowed: tuple | list) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for n in names:
+        v = getattr(obj, n)
+        if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
+            raise ValueError(f"{n} must be a positive number, got {v!r}")
+
+
+def _non_negative(obj: Any, *names: str) -> None:
+    for n in names:
+        v = getattr(obj, n)
+        if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{n} must be >= 0, got {v!r}")
+
+
+@dataclass
+class PretrainConfig:
+    """Offline pretraining of a base algorithm on a Minari dataset."""
+
+    dataset_id: str = "local/hopper/medium-v0"
+    """Minari dataset id (with version); local or remote."""
+    algo: str = "iql"
+    """Base algorithm: ``iql`` or ``td3bc`` (``sac`` has no offline update)."""
+    offline_steps: int = 2_000
+    """Gradient steps on the offline dataset."""
+    eval_every: int = 1_000
+    """Evaluate the policy every this many steps (and at the end)."""
+    eval_episodes: int = 5
+    """Episodes per evaluation."""
+    seed: int = 0
+    """Seed of torch, numpy and the environments."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of every network."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    agent: dict[str, Any] = field(default_factory=dict)
+    """Further fields of the algorithm's config (``IQLConfig``, ``TD3BCConfig``)."""
+    checkpoint_every: int = 5_000
+    """Write a resumable checkpoint every this many steps."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    threads: int = 1
+    """Torch CPU threads (one per process is fastest for sweeps)."""
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(self.hidden)
+        _choice("algo", self.algo, [a for a in AGENTS if a != "sac"])
+        _positive(self, "offline_steps", "eval_every", "eval_episodes", "batch_size",
+                  "checkpoint_every")
+        _non_negative(self, "threads", "seed")
+        validate_dataset_id(self.dataset_id)
+        self.agent_config()  # unknown or invalid agent fields fail here, before any compute
+
+    def agent_config(self):
+        return build_config(
+            agent_class(self.algo).config_cls,
+            {**self.agent, "hidden": self.hidden, "batch_size": self.batch_size},
+        )
+
+
+@dataclass
+class SFTConfig:
+    """The SFT mechanisms: switch, comprehensive policy evaluation, periodic reset."""
+
+    variant: str = "sft"
+    """One of :data:`VARIANTS`."""
+    selection: str = "argmax"
+    """How the selector critic picks among candidates: ``argmax`` or ``softmax``."""
+    beta: float = 1.0
+    """Inverse temperature of softmax selection."""
+    check_every: int = 500
+    """Environment steps between stability checks."""
+    drift_tol: float = 0.05
+    """Relative drift of the learner's critic on the probe set under which it is calm."""
+    patience: int = 3
+    """Consecutive calm checks needed (with the evaluation verdict) to switch."""
+    margin: float = 0.05
+    """The learner passes if ``J(L) >= J(A) - margin * |J(A)|``."""
+    probe_size: int = 512
+    """State-action pairs in the probe set (half offline, half online states)."""
+    ope: str = "cpe"
+    """Estimator for switch and reset: ``q``, ``mc``, ``fqe`` or ``cpe`` (combined);
+    the ``sft-*`` variants fix it."""
+    kappa: float = 1.0
+    """Pessimism of the combined estimate ``mean - kappa * std``."""
+    mc_episodes: int = 10
+    """Recent online episodes used by the ``mc`` estimator and for start states."""
+    fqe_every: int = 1
+    """Environment steps per FQE gradient step (each FQE critic)."""
+    fqe_lr: float = 3e-4
+    """Learning rate of the FQE critics."""
+    reset_every: int = 5_000
+    """Environment steps between resets."""
+    reset_start: int = 5_000
+    """No reset before this step."""
+    reset_scope: str = "last"
+    """What a reset re-initialises: ``last`` layers, ``full`` networks, or ``offline`` weights."""
+    shrink_alpha: float = 0.0
+    """Shrink-and-perturb: ``theta <- alpha * theta + (1 - alpha) * theta_reset``; 0 = hard reset."""
+
+    def __post_init__(self) -> None:
+        _choice("variant", self.variant, list(VARIANTS))
+        _choice("selection", self.selection, SELECTIONS)
+        _choice("ope", self.ope, OPE_ESTIMATORS)
+        _choice("reset_scope", self.reset_scope, RESET_SCOPES)
+        _positive(self, "beta", "check_every", "drift_tol", "patience", "probe_size",
+                  "mc_episodes", "fqe_every", "fqe_lr", "reset_every")
+        _non_negative(self, "margin", "kappa", "reset_start")
+        if not 0.0 <= self.shrink_alpha < 1.0:
+            raise ValueError(f"shrink_alpha must be in [0, 1), got {self.shrink_alpha}")
+
+    @property
+    def spec(self) -> Variant:
+        return VARIANTS[self.variant]
+
+    @property
+    def estimator(self) -> str:
+        """The estimator actually used: the variant's, else ``ope``."""
+        return self.spec.ope or self.ope
+
+    @property
+    def selection_rule(self) -> str:
+        return self.spec.selection or self.selection
+
+
+@dataclass
+class FinetuneConfig:
+    """Online fine-tuning from a pretraining checkpoint."""
+
+    pretrain_dir: str = ""
+    """Directory of the pretraining run (holds ``agent.pt``)."""
+    online_steps: int = 2_000
+    """Environment steps of online fine-tuning."""
+    offline_ratio: float = 0.5
+    """Share of each batch drawn from the offline dataset, in [0, 1]."""
+    utd_ratio: int = 1
+    """Gradient updates of the learner per environment step."""
+    eval_every: int = 1_000
+    """Evaluate executed and learner policies every this many steps (and at 0 and the end)."""
+    eval_episodes: int = 5
+    """Episodes per evaluation."""
+    seed: int = 0
+    """Seed of torch, numpy and the environments."""
+    buffer_size: int = 1_000_000
+    """Capacity of the online replay buffer."""
+    checkpoint_every: int = 5_000
+    """Write a resumable checkpoint at the first episode end after this many steps."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    threads: int = 1
+    """Torch CPU threads."""
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    """The SFT mechanisms."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sft, dict):
+            self.sft = from_flat(SFTConfig, self.sft)
+        _positive(self, "online_steps", "utd_ratio", "eval_every", "eval_episodes",
+                  "buffer_size", "checkpoint_every")
+        _non_negative(self, "threads", "seed")
+        if not isinstance(self.offline_ratio, int | float) or not 0.0 <= self.offline_ratio <= 1.0:
+            raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio!r}")
+
+
+def validate_dataset_id(dataset_id: str) -> None:
+    """Minari ids are ``[namespace/]name-vN``; catch a missing version before any I/O."""
+    import re
+
+    if not isinstance(dataset_id, str) or not re.fullmatch(r"[\w.\-/]+-v\d+", dataset_id):
+        raise ValueError(
+            f"dataset_id {dataset_id!r} is not a Minari id with a version, e.g. "
+            "'local/hopper/medium-v0' or 'mujoco/hopper/medium-v0'"
+        )
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def from_flat(cls: type, values: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a flat dict; unknown keys are a clear error."""
+    known = field_names(cls)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        loc = f" in {where}" if where else ""
+        raise ValueError(f"unknown {cls.__name__} key(s) {unknown}{loc}; known keys: {known}")
+    return cls(**values)
+
+
+def pretrain_config(params: dict[str, Any], where: str = "") -> PretrainConfig:
+    """A :class:`PretrainConfig` from flat notebook/YAML parameters."""
+    return from_flat(PretrainConfig, params, where)
+
+
+def finetune_config(params: dict[str, Any], where: str = "") -> FinetuneConfig:
+    """A :class:`FinetuneConfig` from flat parameters: its own fields plus every
+    :class:`SFTConfig` field at top level (``variant``, ``reset_every``, ...)."""
+    sft_keys = set(field_names(SFTConfig))
+    ft_keys = set(field_names(FinetuneConfig)) - {"sft"}
+    unknown = sorted(set(params) - sft_keys - ft_keys)
+    if unknown:
+        loc = f" in {where}" if where else ""
+        raise ValueError(
+            f"unknown fine-tuning key(s) {unknown}{loc}; known keys: {sorted(ft_keys | sft_keys)}"
+        )
+    sft = SFTConfig(**{k: v for k, v in params.items() if k in sft_keys})
+    return FinetuneConfig(**{k: v for k, v in params.items() if k in ft_keys}, sft=sft)

@@ -1,0 +1,244 @@
+"""D4RL-style datasets for gymnasium MuJoCo environments, stored as local Minari datasets.
+
+Levels follow D4RL's recipes with this project's own behaviour policies (SAC, see
+:mod:`sftlib.behaviour`); the numbers are *not* D4RL's:
+
+- ``random``: uniform random actions.
+- ``medium``: the stochastic policy of a SAC snapshot at about a third of the expert return.
+- ``expert``: the stochastic policy of the best SAC snapshot.
+- ``medium-expert``: half ``medium``, half ``expert`` transitions.
+- ``medium-replay``: what training saw up to ``medium``, replayed: equal shares of random
+  actions (SAC's warm-up) and of every snapshot up to ``medium`` (D4RL stores the literal
+  replay buffer; here the snapshots stand in for it).
+
+``ref_min_score`` is the random policy's mean return, ``ref_max_score`` the expert
+snapshot's (deterministic) mean return, so ``minari.get_normalized_score`` works.
+Time-limit truncation is stored as truncation, never as termination.
+
+For ``Hopper-v5`` the behaviour snapshots ship with the package
+(``sftlib/assets/behaviour/Hopper-v5.pt``): making the default datasets takes seconds.
+Any other env id is trained from scratch and cached under ``~/.cache/sftlib``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import minari
+import numpy as np
+import torch
+from minari.data_collector import EpisodeBuffer
+from tqdm.auto import tqdm
+
+from sftlib.behaviour import (
+    BehaviourRecord,
+    choose_levels,
+    prune,
+    snapshot_policy,
+    train_behaviour,
+)
+from sftlib.data import DatasetError, load_dataset
+from sftlib.evaluation import Policy, to_env_action
+from sftlib.utils import atomic_torch_save
+
+LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
+ASSETS = Path(__file__).parent / "assets" / "behaviour"
+DEFAULT_STEPS = 100_000
+LOCAL_ID = re.compile(r"local/(?P<env>[\w\-]+)/(?P<level>[a-z\-]+)-v(?P<version>\d+)")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sftlib" / "behaviour"
+
+
+def check_env_id(env_id: str) -> gym.Env:
+    """``gym.make(env_id)`` with a clear error for unknown ids or non-Box spaces."""
+    try:
+        env = gym.make(env_id)
+    except Exception as e:
+        raise ValueError(
+            f"unknown or unavailable gymnasium env id {env_id!r} ({type(e).__name__}: {e}). "
+            "MuJoCo ids look like 'Hopper-v5', 'HalfCheetah-v5', 'Walker2d-v5'."
+        ) from None
+    if not isinstance(env.action_space, gym.spaces.Box):
+        raise ValueError(f"env {env_id!r} has a non-continuous action space")
+    return env
+
+
+def dataset_id_for(env_id: str, level: str, version: int = 0) -> str:
+    """``Hopper-v5``, ``medium`` -> ``local/hopper/medium-v0``."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {list(LEVELS)}, got {level!r}")
+    name = re.sub(r"-v\d+$", "", env_id).lower()
+    return f"local/{name}/{level}-v{version}"
+
+
+def env_id_for(name: str) -> str:
+    """Inverse of :func:`dataset_id_for` for registered envs: ``hopper`` -> ``Hopper-v5``."""
+    matches = sorted(
+        i for i in gym.registry if re.sub(r"-v\d+$", "", i).lower() == name and "/" not in i
+    )
+    if not matches:
+        raise ValueError(f"no gymnasium env id matches dataset env name {name!r}")
+    return matches[-1]  # the newest version
+
+
+def behaviour_record(env_id: str, train_steps: int = 300_000, progress: bool = True) -> BehaviourRecord:
+    """The behaviour snapshots for ``env_id``: shipped asset, cache, or trained now (slow)."""
+    for path in (ASSETS / f"{env_id}.pt", cache_dir() / f"{env_id}.pt"):
+        if path.exists():
+            return torch.load(path, weights_only=False)
+    check_env_id(env_id).close()
+    record = prune(train_behaviour(env_id, train_steps, progress=progress))
+    atomic_torch_save(cache_dir() / f"{env_id}.pt", record)
+    return record
+
+
+def rollouts(
+    env_id: str, policy: Policy | None, n_steps: int, seed: int, first_id: int
+) -> list[EpisodeBuffer]:
+    """Episodes of ``policy`` (``None``: uniform random) totalling exactly ``n_steps``
+    transitions; the last one is cut (marked truncated) at the budget."""
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    episodes: list[EpisodeBuffer] = []
+    steps = 0
+    while steps < n_steps:
+        obs, _ = env.reset(seed=seed + len(episodes))
+        o, a, r, te, tr = [obs], [], [], [], []
+        while True:
+            if policy is None:
+                act = env.action_space.sample()
+            else:
+                act = to_env_action(policy(obs), env.action_space)
+            obs, rew, term, trunc, _ = env.step(act)
+            steps += 1
+            trunc = trunc or (steps >= n_steps and not term)
+            o.append(obs), a.append(act), r.append(rew), te.append(term), tr.append(trunc)
+            if term or trunc:
+                break
+        episodes.append(
+            EpisodeBuffer(
+                id=first_id + len(episodes), seed=seed + len(episodes),
+                observations=np.asarray(o), actions=np.asarray(a, dtype=np.float32),
+                rewards=np.asarray(r), terminations=np.asarray(te), truncations=np.asarray(tr),
+            )
+        )
+    env.close()
+    return episodes
+
+
+def collect(env_id: str, level: str, record: BehaviourRecord, n_steps: int, seed: int) -> list[EpisodeBuffer]:
+    """The episodes of one D4RL-style ``level`` (see the module docstring)."""
+    lv = choose_levels(record)
+    if level == "random":
+        sources: list[Policy | None] = [None]
+    elif level in ("medium", "expert"):
+        sources = [snapshot_policy(record, lv[level], deterministic=False)]
+    elif level == "medium-expert":
+        sources = [snapshot_policy(record, lv[k], deterministic=False) for k in ("medium", "expert")]
+    elif level == "medium-replay":
+        sources = [None] + [
+            snapshot_policy(record, i, deterministic=False) for i in range(lv["medium"] + 1)
+        ]
+    else:
+        raise ValueError(f"level must be one of {list(LEVELS)}, got {level!r}")
+    shares = np.full(len(sources), n_steps // len(sources))
+    shares[: n_steps - shares.sum()] += 1
+    episodes: list[EpisodeBuffer] = []
+    for k, (policy, share) in enumerate(zip(sources, shares, strict=True)):
+        episodes += rollouts(env_id, policy, int(share), seed + 100_000 * k, len(episodes))
+    return episodes
+
+
+def make_dataset(
+    env_id: str,
+    level: str,
+    n_steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    dataset_id: str | None = None,
+    progress: bool = True,
+) -> minari.MinariDataset:
+    """Make (or load, if it exists) the local Minari dataset of ``level`` for ``env_id``.
+
+    Existing ids are never overwritten: an existing dataset is returned as it is.
+    """
+    if n_steps <= 0:
+        raise ValueError(f"n_steps must be positive, got {n_steps}")
+    dataset_id = dataset_id or dataset_id_for(env_id, level)
+    if dataset_id in minari.list_local_datasets():
+        return load_dataset(dataset_id)
+    env = check_env_id(env_id)
+    record = behaviour_record(env_id, progress=progress)
+    if (record["obs_dim"], record["act_dim"]) != (env.observation_space.shape[0], env.action_space.shape[0]):
+        raise ValueError(f"behaviour record does not match the spaces of {env_id!r}")
+    episodes = collect(env_id, level, record, n_steps, seed)
+    lv = choose_levels(record)
+    return create_dataset(
+        dataset_id, env_id, episodes,
+        ref_min_score=record["random_return"],
+        ref_max_score=record["snapshots"][lv["expert"]]["return"],
+        algorithm_name=f"sftlib SAC behaviour ({level})",
+        description=(
+            f"D4RL-style '{level}' dataset for {env_id} made by sftlib.factory with its own "
+            f"SAC behaviour policies ({n_steps} transitions, seed {seed}). Not D4RL's data."
+        ),
+    )
+
+
+def create_dataset(
+    dataset_id: str,
+    env_id: str,
+    episodes: list[EpisodeBuffer],
+    ref_min_score: float,
+    ref_max_score: float,
+    algorithm_name: str = "sftlib",
+    description: str = "",
+) -> minari.MinariDataset:
+    """Store ``episodes`` as the local Minari dataset ``dataset_id`` with its reference
+    scores (``jax``-free: built from episode buffers)."""
+    if dataset_id in minari.list_local_datasets():
+        raise DatasetError(f"dataset {dataset_id!r} exists already; Minari ids are never overwritten")
+    if not ref_max_score > ref_min_score:
+        raise ValueError(f"ref_max_score ({ref_max_score}) must exceed ref_min_score ({ref_min_score})")
+    with warnings.catch_warnings():
+        # Minari nags about optional provenance fields (author, permalink, eval env).
+        warnings.filterwarnings("ignore", message=r"`(code_permalink|author|author_email|eval_env)`")
+        return minari.create_dataset_from_buffers(
+            dataset_id=dataset_id,
+            buffer=episodes,
+            env=env_id,
+            algorithm_name=algorithm_name,
+            author="sftlib dataset factory",
+            ref_min_score=float(ref_min_score),
+            ref_max_score=float(ref_max_score),
+            description=description,
+        )
+
+
+def make_datasets(env_id: str, levels: list[str] | tuple[str, ...] = LEVELS, **kw) -> dict[str, str]:
+    """Make several levels; returns ``{level: dataset_id}``."""
+    out = {}
+    for level in tqdm(levels, desc=f"datasets {env_id}", disable=not kw.get("progress", True)):
+        out[level] = make_dataset(env_id, level, **kw).spec.dataset_id
+    return out
+
+
+def ensure_dataset(dataset_id: str) -> minari.MinariDataset:
+    """Load ``dataset_id``; a missing ``local/<env>/<level>-vN`` id is made by the factory
+    first (only version 0 corresponds to the default recipe)."""
+    if dataset_id not in minari.list_local_datasets():
+        m = LOCAL_ID.fullmatch(dataset_id)
+        if m and m["level"] in LEVELS and m["version"] == "0":
+            return make_dataset(env_id_for(m["env"]), m["level"], dataset_id=dataset_id)
+    return load_dataset(dataset_id)
+
+
+__all__ = [
+    "LEVELS", "behaviour_record", "collect", "create_dataset", "dataset_id_for", "ensure_dataset",
+    "make_dataset", "make_datasets", "rollouts",
+]

@@ -1,0 +1,312 @@
+"""The SFT mechanisms, each a small named piece: action selection by a selector critic,
+stability of the learner's critic, comprehensive policy evaluation (with FQE) and the
+pessimistic aggregate. The loop that drives them is :mod:`sftlib.finetune`.
+
+Policy names used throughout: ``"anchor"`` (frozen snapshot, starts as the offline pair)
+and ``"learner"`` (trained online).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sftlib.agents import Agent
+from sftlib.buffer import Batch, Normalizer
+from sftlib.networks import EnsembleQ, soft_update
+
+POLICIES = ("anchor", "learner")
+EPS = 1e-6
+
+
+# --- action selection -----------------------------------------------------------------
+@torch.no_grad()
+def select_action(
+    obs: torch.Tensor,
+    candidates: torch.Tensor,
+    selector: Agent,
+    rule: str = "argmax",
+    beta: float = 1.0,
+) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """Score ``candidates`` (``[K, act_dim]``) at one raw observation ``obs`` (``[obs_dim]``)
+    with the selector critic (minimum over its ensemble) and pick one.
+
+    ``rule="argmax"`` takes the best; ``"softmax"`` samples with probabilities
+    ``softmax(beta * Q)`` (torch's RNG). Returns ``(action [act_dim], index, scores [K])``.
+    """
+    k = candidates.shape[0]
+    scores = selector.q_values(obs.expand(k, -1), candidates).min(0).values.cpu()
+    if rule == "argmax":
+        idx = int(torch.argmax(scores))
+    elif rule == "softmax":
+        idx = int(torch.multinomial(F.softmax(beta * (scores - scores.max()), 0), 1))
+    else:
+        raise ValueError(f"selection must be 'argmax' or 'softmax', got {rule!r}")
+    return candidates[idx], idx, scores
+
+
+# --- stability of the learner's critic --------------------------------------------------
+def relative_drift(q_now: torch.Tensor, q_prev: torch.Tensor) -> float:
+    """``mean|Q^k - Q^(k-1)| / (mean|Q^k| + eps)`` over the probe set."""
+    return float((q_now - q_prev).abs().mean() / (q_now.abs().mean() + EPS))
+
+
+@dataclass
+class StabilityMonitor:
+    """Counts consecutive checks whose critic drift is below ``drift_tol``."""
+
+    drift_tol: float
+    patience: int
+    prev: torch.Tensor | None = None
+    calm: int = 0
+
+    def check(self, q_now: torch.Tensor) -> float | None:
+        """Record the probe values of this check; returns the drift (``None`` on the first
+        check after a (re)start, which has nothing to compare with)."""
+        drift = None if self.prev is None else relative_drift(q_now, self.prev)
+        self.calm = self.calm + 1 if drift is not None and drift < self.drift_tol else 0
+        self.prev = q_now.detach().clone()
+        return drift
+
+    @property
+    def calm_enough(self) -> bool:
+        return self.calm >= self.patience
+
+    def restart(self) -> None:
+        """The stability clock restarts (after a reset)."""
+        self.prev, self.calm = None, 0
+
+    def state_dict(self) -> dict:
+        return {"prev": self.prev, "calm": self.calm}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.prev, self.calm = s["prev"], s["calm"]
+
+
+# --- comprehensive policy evaluation -----------------------------------------------------
+def pessimistic(values: np.ndarray | list[float], kappa: float) -> float:
+    """``mean - kappa * std`` (population std) of a set of estimates."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean() - kappa * v.std())
+
+
+def mc_estimate(returns: np.ndarray, shares: np.ndarray) -> float | None:
+    """Monte-Carlo estimate for one policy: episode returns weighted by the share of each
+    episode's steps that executed the policy's action; ``None`` if it executed none."""
+    w = np.asarray(shares, np.float64)
+    if w.sum() <= 0:
+        return None
+    return float(np.dot(w, returns) / w.sum())
+
+
+def bias_correct(
+    estimates: dict[str, np.ndarray], exec_share: dict[str, float], mc_acting: float
+) -> dict[str, np.ndarray]:
+    """Subtract each estimator's bias measured on the acting policy.
+
+    ``estimates[pi]``: one value per estimator (aligned across policies), ``exec_share[pi]``
+    the share of recent steps whose executed action was ``pi``'s. The acting policy's
+    estimate is the share-weighted mix ``sum_pi w_pi est[pi]``, its bias that minus the
+    Monte-Carlo return of the acting policy ``mc_acting``.
+    """
+    acting = sum(exec_share[p] * estimates[p] for p in estimates)
+    bias = acting - mc_acting
+    return {p: estimates[p] - bias for p in estimates}
+
+
+@dataclass
+class Episode:
+    """A finished online training episode, as the evaluation needs it."""
+
+    start_obs: np.ndarray
+    discounted_return: float
+    steps: dict[str, int]
+    """Executed steps per policy name."""
+
+
+@dataclass
+class Estimates:
+    """Every estimator's values for every policy at one evaluation."""
+
+    q: dict[str, np.ndarray]
+    """Per policy: ``Q(s0, pi(s0))`` under each critic and member, ``[n_critics * members]``."""
+    fqe: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per policy: its FQE critic's members' values ``[members]``."""
+    mc: dict[str, float | None] = field(default_factory=dict)
+    mc_acting: float | None = None
+    exec_share: dict[str, float] = field(default_factory=dict)
+
+    def combine(self, estimator: str, kappa: float) -> dict[str, float]:
+        """``J(pi)`` per policy. ``q``/``fqe``: pessimistic over their members; ``mc``: the
+        Monte-Carlo estimate (``-inf`` where none); ``cpe``: bias-corrected ``q`` and
+        ``fqe`` values plus ``mc``, aggregated pessimistically."""
+        out: dict[str, float] = {}
+        for p in self.q:
+            if estimator == "q":
+                out[p] = pessimistic(self.q[p], kappa)
+            elif estimator == "fqe":
+                out[p] = pessimistic(self.fqe[p], kappa)
+            elif estimator == "mc":
+                out[p] = -np.inf if self.mc.get(p) is None else float(self.mc[p])
+            elif estimator == "cpe":
+                out[p] = pessimistic(self._cpe_values()[p], kappa)
+            else:
+                raise ValueError(f"unknown estimator {estimator!r}")
+        return out
+
+    def _cpe_values(self) -> dict[str, np.ndarray]:
+        q, fqe = self.q, self.fqe
+        if self.mc_acting is not None:
+            q = bias_correct(q, self.exec_share, self.mc_acting)
+            if fqe:
+                fqe = bias_correct(fqe, self.exec_share, self.mc_acting)
+        out = {}
+        for p in self.q:
+            parts = [q[p]] + ([fqe[p]] if fqe else [])
+            if self.mc.get(p) is not None:
+                parts.append(np.array([self.mc[p]]))
+            out[p] = np.concatenate(parts)
+        return out
+
+    def flat(self) -> dict[str, float]:
+        """Every estimator's mean value per policy, as metric keys ``ope/<est>_<policy>``."""
+        m: dict[str, float] = {}
+        for p in self.q:
+            m[f"ope/q_{p}"] = float(np.mean(self.q[p]))
+            if self.fqe:
+                m[f"ope/fqe_{p}"] = float(np.mean(self.fqe[p]))
+            m[f"ope/mc_{p}"] = np.nan if self.mc.get(p) is None else float(self.mc[p])
+        return m
+
+
+class ComprehensiveEvaluator:
+    """Keeps the recent online episodes and computes every estimator of ``J(pi)``.
+
+    Decisions see only training data: the episodes the agent itself collected.
+    """
+
+    def __init__(self, window: int, discount: float) -> None:
+        self.episodes: deque[Episode] = deque(maxlen=window)
+        self.discount = discount
+
+    def add_episode(self, start_obs: np.ndarray, rewards: list[float], executed: list[str]) -> None:
+        g = float(np.sum(np.asarray(rewards) * self.discount ** np.arange(len(rewards))))
+        steps = {p: executed.count(p) for p in POLICIES}
+        self.episodes.append(Episode(np.asarray(start_obs, np.float32), g, steps))
+
+    def start_states(self, current_start: np.ndarray) -> torch.Tensor:
+        """Start states of the recent episodes and of the running one, ``[S, obs_dim]``."""
+        starts = [e.start_obs for e in self.episodes] + [np.asarray(current_start, np.float32)]
+        return torch.as_tensor(np.stack(starts))
+
+    @torch.no_grad()
+    def estimate(
+        self,
+        policies: dict[str, Agent],
+        critics: list[Agent],
+        current_start: np.ndarray,
+        fqe: dict[str, FQE] | None = None,
+    ) -> Estimates:
+        s0 = self.start_states(current_start)
+        q, f = {}, {}
+        for name, pi in policies.items():
+            a0 = pi.policy_action(s0, deterministic=True)
+            # Cross-evaluation: every critic (anchor's and learner's), every member.
+            q[name] = torch.cat([c.q_values(s0, a0).mean(1) for c in critics]).cpu().numpy()
+            if fqe:
+                f[name] = fqe[name].values(s0, a0).mean(1).cpu().numpy()
+        est = Estimates(q=q, fqe=f)
+        if self.episodes:
+            returns = np.array([e.discounted_return for e in self.episodes])
+            totals = np.array([sum(e.steps.values()) for e in self.episodes], np.float64)
+            for name in policies:
+                shares = np.array([e.steps.get(name, 0) for e in self.episodes]) / totals
+                est.mc[name] = mc_estimate(returns, shares)
+            est.mc_acting = float(returns.mean())
+            total = totals.sum()
+            est.exec_share = {
+                name: sum(e.steps.get(name, 0) for e in self.episodes) / total for name in policies
+            }
+        return est
+
+    def state_dict(self) -> dict:
+        return {"episodes": list(self.episodes)}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.episodes.clear()
+        self.episodes.extend(s["episodes"])
+
+
+# --- Fitted Q Evaluation ------------------------------------------------------------------
+class FQE:
+    """Fitted Q Evaluation of a fixed policy: a separate critic regressed on
+    ``r + gamma (1 - d) Q_target(s', pi(s'))`` per member, with no maximisation, so it
+    does not inherit the actor's own overestimation. Warm-started from a given critic.
+    """
+
+    def __init__(
+        self,
+        init_critic: EnsembleQ,
+        normalizer: Normalizer,
+        discount: float,
+        tau: float,
+        lr: float,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.critic = copy.deepcopy(init_critic).to(device).requires_grad_(True)
+        self.target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.normalizer, self.discount, self.tau, self.lr = normalizer, discount, tau, lr
+        self.device = torch.device(device)
+        self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=lr)
+
+    def update(self, batch: Batch, policy: Agent) -> float:
+        b = batch.to(self.device)
+        with torch.no_grad():
+            next_a = policy.policy_action(b.next_obs, deterministic=True)
+            next_q = self.target(self.normalizer(b.next_obs), next_a)
+            target = b.rewards + self.discount * (1.0 - b.terminals) * next_q
+        q = self.critic(self.normalizer(b.obs), b.actions)
+        loss = F.mse_loss(q, target)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        soft_update(self.target, self.critic, self.tau)
+        return loss.item()
+
+    @torch.no_grad()
+    def values(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``[members, B]`` values of raw observations and actions."""
+        return self.critic(self.normalizer(obs.to(self.device)), actions.to(self.device))
+
+    def copy(self) -> FQE:
+        twin = copy.copy(self)
+        twin.critic, twin.target = copy.deepcopy(self.critic), copy.deepcopy(self.target)
+        twin.optimizer = torch.optim.Adam(twin.critic.parameters(), lr=self.lr)
+        twin.optimizer.load_state_dict(self.optimizer.state_dict())
+        return twin
+
+    def state_dict(self) -> dict:
+        return {
+            "critic": self.critic.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, s: dict) -> None:
+        self.critic.load_state_dict(s["critic"])
+        self.target.load_state_dict(s["target"])
+        self.optimizer.load_state_dict(s["optimizer"])
+
+
+def passes(j_learner: float, j_anchor: float, margin: float) -> bool:
+    """The evaluation verdict: ``J(L) >= J(A) - margin * |J(A)|``."""
+    if not np.isfinite(j_learner):
+        return False
+    if not np.isfinite(j_anchor):
+        return True
+    return j_learner >= j_anchor - margin * abs(j_anchor)

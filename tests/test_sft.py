@@ -1,0 +1,295 @@
+"""Behavioural tests of the SFT mechanisms: each fails if its mechanism were missing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sftlib.agents import make_agent
+from sftlib.buffer import Normalizer, ReplayBuffer
+from sftlib.config import VARIANTS, finetune_config
+from sftlib.finetune import FineTuner
+from sftlib.networks import EnsembleQ
+from sftlib.sft import (
+    FQE,
+    ComprehensiveEvaluator,
+    Estimates,
+    StabilityMonitor,
+    bias_correct,
+    mc_estimate,
+    passes,
+    pessimistic,
+    select_action,
+)
+
+
+def tuner(pretrained_dirs, tmp_path, algo="iql", **params) -> FineTuner:
+    base = dict(pretrain_dir=str(pretrained_dirs[algo]), online_steps=400, eval_every=400,
+                eval_episodes=1, check_every=50, patience=1, reset_every=200, reset_start=200,
+                probe_size=32, mc_episodes=3, threads=1)
+    return FineTuner(finetune_config({**base, **params}), tmp_path)
+
+
+class FixedCritic:
+    """Stands in for a selector: ``Q(s, a) = scores[i]`` for the i-th candidate."""
+
+    def __init__(self, scores):
+        self.scores = torch.tensor(scores, dtype=torch.float32)
+
+    def q_values(self, obs, actions):
+        return torch.stack([self.scores[: len(actions)], self.scores[: len(actions)] + 1.0])
+
+
+# --- action selection -----------------------------------------------------------------
+def test_argmax_selection_takes_the_best_scored_candidate():
+    cands = torch.tensor([[0.1], [0.2], [0.3]])
+    action, idx, scores = select_action(torch.zeros(3), cands, FixedCritic([1.0, 5.0, 2.0]))
+    assert idx == 1 and torch.equal(action, cands[1])
+    assert torch.equal(scores, torch.tensor([1.0, 5.0, 2.0]))  # min over the two members
+
+
+def test_softmax_selection_samples_with_softmax_probabilities():
+    torch.manual_seed(0)
+    cands = torch.tensor([[0.0], [1.0]])
+    critic = FixedCritic([0.0, np.log(3.0)])  # softmax(beta=1) -> [0.25, 0.75]
+    picks = [select_action(torch.zeros(1), cands, critic, "softmax", 1.0)[1] for _ in range(4000)]
+    assert np.mean(picks) == pytest.approx(0.75, abs=0.03)
+
+
+def test_before_switch_the_anchor_critic_decides_after_it_the_learner_critic(pretrained_dirs, tmp_path):
+    ft = tuner(pretrained_dirs, tmp_path, variant="sft")
+    # The two critics disagree: the anchor's prefers candidate 0, the learner's candidate 1.
+    ft.anchor.q_values = FixedCritic([1.0, 0.0]).q_values
+    ft.learner.q_values = FixedCritic([0.0, 1.0]).q_values
+    obs = np.zeros(3, np.float32)
+    assert not ft.s.stable and ft.selector is ft.anchor
+    action, who = ft.act(obs, deterministic=True)
+    assert who == "anchor"
+    anchor_action = ft.anchor.act(obs, deterministic=True)
+    np.testing.assert_array_equal(action, anchor_action)
+    ft.s.stable = True  # the learner has been judged stable: its critic now selects
+    assert ft.selector is ft.learner
+    assert ft.act(obs, deterministic=True)[1] == "learner"
+
+
+def test_noswitch_and_pex_always_select_with_the_learner_critic(pretrained_dirs, tmp_path):
+    for variant in ("sft-noswitch", "pex"):
+        ft = tuner(pretrained_dirs, tmp_path / variant, variant=variant)
+        ft.anchor.q_values = FixedCritic([1.0, 0.0]).q_values
+        ft.learner.q_values = FixedCritic([0.0, 100.0]).q_values
+        assert not ft.s.stable and ft.selector is ft.learner
+        assert ft.act(np.zeros(3, np.float32), deterministic=True)[1] == "learner"
+    assert tuner(pretrained_dirs, tmp_path / "pex2", variant="pex").sft.selection_rule == "softmax"
+
+
+def test_direct_has_no_anchor_and_the_learner_acts_alone(pretrained_dirs, tmp_path):
+    ft = tuner(pretrained_dirs, tmp_path, variant="direct")
+    assert ft.anchor is None and not ft.fqe
+    obs = np.ones(3, np.float32)
+    action, who = ft.act(obs, deterministic=True)
+    assert who == "learner"
+    np.testing.assert_array_equal(action, ft.learner.act(obs, deterministic=True))
+
+
+# --- stability -----------------------------------------------------------------------------
+def test_stability_monitor_counts_consecutive_calm_checks_and_restarts():
+    m = StabilityMonitor(drift_tol=0.1, patience=2)
+    q = torch.tensor([10.0, 10.0])
+    assert m.check(q) is None and m.calm == 0
+    assert m.check(q * 1.5) == pytest.approx(5.0 / 15.0, rel=1e-5) and m.calm == 0
+    assert m.check(q * 1.5) == 0.0 and m.calm == 1 and not m.calm_enough
+    m.check(q * 1.5 + 0.1)
+    assert m.calm == 2 and m.calm_enough
+    m.restart()
+    assert m.prev is None and m.calm == 0 and not m.calm_enough
+
+
+@pytest.mark.parametrize(("j_learner", "expect"), [(-104.0, True), (-106.0, False)])
+def test_switch_needs_calm_critic_and_a_passing_evaluation(pretrained_dirs, tmp_path, j_learner, expect):
+    ft = tuner(pretrained_dirs, tmp_path, variant="sft", margin=0.05, patience=1)
+    ft.evaluate_policies = lambda start: ({"anchor": -100.0, "learner": j_learner}, None)
+    ft.probe_values = lambda: torch.tensor([50.0, 50.0])  # a critic that does not move
+    start = np.zeros(3, np.float32)
+    ft.stability_check(start)  # first check: nothing to compare with yet
+    assert not ft.s.stable and ft.s.checks[-1]["verdict"] == "unstable"
+    ft.stability_check(start)
+    assert ft.s.stable is expect
+    assert ft.s.checks[-1]["verdict"] == ("stable" if expect else "worse")
+    assert [e["event"] for e in ft.s.events] == (["switch"] if expect else [])
+
+
+def test_a_drifting_critic_never_switches_even_if_evaluated_better(pretrained_dirs, tmp_path):
+    ft = tuner(pretrained_dirs, tmp_path, variant="sft", drift_tol=0.05, patience=1)
+    ft.evaluate_policies = lambda start: ({"anchor": -100.0, "learner": 0.0}, None)
+    values = iter([torch.tensor([10.0]), torch.tensor([20.0]), torch.tensor([40.0])])
+    ft.probe_values = lambda: next(values)
+    for _ in range(3):
+        ft.stability_check(np.zeros(3, np.float32))
+    assert not ft.s.stable
+
+
+# --- reset -------------------------------------------------------------------------------------
+def _params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+@pytest.mark.parametrize("learner_better", [True, False])
+def test_reset_reinitialises_the_scope_and_keeps_the_better_anchor(pretrained_dirs, tmp_path, learner_better):
+    ft = tuner(pretrained_dirs, tmp_path, variant="sft", reset_scope="last")
+    # Train the learner a little so that it differs from the anchor and has optimiser state.
+    for _ in range(5):
+        ft.learner.update(ft.offline.sample(32, ft.rng), online=True)
+    learner_before = {k: _params(m) for k, m in ft.learner.modules().items()}
+    anchor_before = {k: _params(m) for k, m in ft.anchor.modules().items()}
+    ft.s.stable = True
+    ft.monitor.calm = 3
+    j = {"anchor": 0.0, "learner": 1.0 if learner_better else -1.0}
+    ft.evaluate_policies = lambda start: (j, None)
+    ft.reset(np.zeros(3, np.float32))
+
+    expected_anchor = learner_before if learner_better else anchor_before
+    for k, m in ft.anchor.modules().items():
+        for p, q in zip(m.parameters(), expected_anchor[k], strict=True):
+            assert torch.equal(p, q)
+    for k, m in ft.learner.modules().items():
+        ps = list(m.parameters())
+        last_ids = {id(p) for dst, _ in ft.learner._last_layers(m, m) for p in dst.parameters()}
+        for p, q in zip(ps, learner_before[k], strict=True):
+            if id(p) in last_ids:
+                assert not torch.equal(p, q), f"{k}: output layer was not re-initialised"
+            else:
+                assert torch.equal(p, q), f"{k}: a hidden layer changed under scope 'last'"
+    for opt in ft.learner.optimizers.values():
+        assert len(opt.state) == 0
+    for k, t in ft.learner.targets.items():
+        for p, q in zip(t.parameters(), ft.learner.modules()[k].parameters(), strict=True):
+            assert torch.equal(p, q)
+    assert not ft.s.stable and ft.monitor.calm == 0 and ft.selector is ft.anchor
+    events = [e["event"] for e in ft.s.events]
+    assert events == (["anchor_update", "reset"] if learner_better else ["reset"])
+
+
+def test_noreset_variant_never_resets_and_sft_does(pretrained_dirs, tmp_path):
+    counts = {}
+    for variant in ("sft", "sft-noreset"):
+        ft = tuner(pretrained_dirs, tmp_path / variant, variant=variant, online_steps=400)
+        res = ft.run(progress=False)
+        counts[variant] = res.summary["n_resets"]
+    assert counts == {"sft": 2, "sft-noreset": 0}
+
+
+# --- comprehensive evaluation ----------------------------------------------------------------
+def test_pessimistic_aggregate_is_mean_minus_kappa_std():
+    assert pessimistic([1.0, 2.0, 3.0], kappa=1.0) == pytest.approx(2.0 - np.sqrt(2.0 / 3.0))
+    assert pessimistic([4.0], kappa=5.0) == 4.0
+
+
+def test_mc_estimate_weights_episodes_by_executed_share():
+    assert mc_estimate(np.array([10.0, 20.0]), np.array([0.5, 1.5])) == pytest.approx(17.5)
+    assert mc_estimate(np.array([10.0, 20.0]), np.array([0.0, 0.0])) is None
+
+
+def test_bias_correction_matches_hand_computation():
+    est = {"anchor": np.array([10.0, 20.0]), "learner": np.array([12.0, 18.0])}
+    out = bias_correct(est, {"anchor": 0.25, "learner": 0.75}, mc_acting=5.0)
+    # acting = .25*[10,20] + .75*[12,18] = [11.5, 18.5]; bias = [6.5, 13.5]
+    np.testing.assert_allclose(out["anchor"], [3.5, 6.5])
+    np.testing.assert_allclose(out["learner"], [5.5, 4.5])
+
+
+def test_combined_estimate_matches_hand_computation():
+    est = Estimates(
+        q={"anchor": np.array([10.0, 20.0]), "learner": np.array([12.0, 18.0])},
+        fqe={"anchor": np.array([8.0]), "learner": np.array([6.0])},
+        mc={"anchor": 4.0, "learner": 6.0}, mc_acting=5.0,
+        exec_share={"anchor": 0.25, "learner": 0.75},
+    )
+    # q corrected as above; fqe acting = .25*8 + .75*6 = 6.5, bias 1.5 -> A 6.5, L 4.5.
+    a, learner = [3.5, 6.5, 6.5, 4.0], [5.5, 4.5, 4.5, 6.0]
+    j = est.combine("cpe", kappa=0.5)
+    assert j["anchor"] == pytest.approx(np.mean(a) - 0.5 * np.std(a))
+    assert j["learner"] == pytest.approx(np.mean(learner) - 0.5 * np.std(learner))
+    assert est.combine("q", 0.0) == {"anchor": 15.0, "learner": 15.0}
+    assert est.combine("fqe", 0.0) == {"anchor": 8.0, "learner": 6.0}
+    assert est.combine("mc", 0.0) == {"anchor": 4.0, "learner": 6.0}
+    no_mc = Estimates(q=est.q, mc={"anchor": 3.0, "learner": None})
+    assert no_mc.combine("mc", 0.0)["learner"] == -np.inf
+
+
+def test_evaluation_verdict_margin():
+    assert passes(-104.0, -100.0, 0.05) and not passes(-106.0, -100.0, 0.05)
+    assert not passes(-np.inf, -100.0, 0.05) and passes(1.0, -np.inf, 0.0)
+
+
+def test_evaluator_discounts_returns_and_counts_who_acted():
+    ev = ComprehensiveEvaluator(window=2, discount=0.5)
+    ev.add_episode(np.zeros(2), [1.0, 1.0, 1.0], ["anchor", "learner", "learner"])
+    ep = ev.episodes[0]
+    assert ep.discounted_return == pytest.approx(1.75)
+    assert ep.steps == {"anchor": 1, "learner": 2}
+    for _ in range(2):
+        ev.add_episode(np.ones(2), [0.0], ["anchor"])
+    assert len(ev.episodes) == 2  # a window of recent episodes
+    assert ev.start_states(np.full(2, 7.0)).shape == (3, 2)
+
+
+def test_mc_only_evaluation_never_prefers_a_policy_that_never_acted(pretrained_dirs, tmp_path):
+    ft = tuner(pretrained_dirs, tmp_path, variant="sft-mc")
+    ft.evaluator.add_episode(np.zeros(3), [-1.0, -1.0], ["anchor", "anchor"])
+    j, est = ft.evaluate_policies(np.zeros(3, np.float32))
+    assert est.mc["learner"] is None and j["learner"] == -np.inf and np.isfinite(j["anchor"])
+
+
+def test_fqe_converges_to_the_value_of_a_tiny_mdp():
+    """Two states: s=0 -> s=1 with reward 0, s=1 -> end with reward 1; gamma 0.9.
+    The value of any policy: Q(0, .) = 0.9, Q(1, .) = 1."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n = 256
+    s = rng.integers(0, 2, n).astype(np.float32)
+    buf = ReplayBuffer.from_arrays(
+        obs=s[:, None], actions=rng.uniform(-1, 1, (n, 1)).astype(np.float32),
+        rewards=s.copy(), next_obs=np.ones((n, 1), np.float32), terminals=s.copy(),
+    )
+    policy = make_agent("td3bc", 1, 1, {"hidden": (16, 16)})
+    fqe = FQE(EnsembleQ(1, 1, (32, 32), 2), Normalizer.identity(1), discount=0.9, tau=0.05, lr=3e-3)
+    for _ in range(1500):
+        fqe.update(buf.sample(64, rng), policy)
+    obs = torch.tensor([[0.0], [1.0]])
+    v = fqe.values(obs, torch.zeros(2, 1))
+    np.testing.assert_allclose(v.numpy(), [[0.9, 1.0], [0.9, 1.0]], atol=0.05)
+
+
+def test_fqe_is_trained_only_when_the_estimator_needs_it(pretrained_dirs, tmp_path):
+    assert set(tuner(pretrained_dirs, tmp_path / "a", variant="sft").fqe) == {"anchor", "learner"}
+    assert tuner(pretrained_dirs, tmp_path / "b", variant="sft-q").fqe == {}
+    assert tuner(pretrained_dirs, tmp_path / "c", variant="pex").fqe == {}
+
+
+def test_every_variant_runs_end_to_end(pretrained_dirs, tmp_path):
+    for variant in VARIANTS:
+        ft = tuner(pretrained_dirs, tmp_path / variant, variant=variant, online_steps=200,
+                   eval_every=100, reset_every=100, reset_start=100)
+        res = ft.run(progress=False)
+        assert list(res.curve["step"]) == [0, 100, 200]
+        assert np.isfinite(res.curve["executed_score"]).all()
+
+
+def test_batches_mix_offline_and_online_data(pretrained_dirs, tmp_path):
+    ft = tuner(pretrained_dirs, tmp_path, variant="direct", offline_ratio=0.25)
+    seen = []
+    original = ft.learner.update
+
+    def spy(batch, online):
+        seen.append(batch)
+        return original(batch, online)
+
+    ft.learner.update = spy
+    ft.config.online_steps = 5
+    ft.run(progress=False)
+    online_obs = {tuple(o) for o in ft.online.obs[: len(ft.online)].round(5)}
+    last = seen[-1].obs.numpy().round(5)
+    n_online = sum(tuple(o) in online_obs for o in last)
+    bs = ft.learner.config.batch_size
+    assert n_online == bs - round(bs * 0.25)
