@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,40 @@ def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
     """The run's ``summary.json`` (``None`` while the run is incomplete)."""
     p = Path(run_dir) / SUMMARY
     return json.loads(p.read_text()) if p.is_file() else None
+
+
+# Fields that change how a run executes, not what it computes.
+EXECUTION_FIELDS = ("device", "threads")
+
+
+def comparable_config(config: Any) -> dict[str, Any]:
+    """A config as plain JSON values, without execution-only fields."""
+    d = json.loads(json.dumps(dataclasses.asdict(config)))
+    return {k: v for k, v in d.items() if k not in EXECUTION_FIELDS}
+
+
+def check_checkpoint_config(state: dict[str, Any], config: Any, path: Path) -> None:
+    """A resumable checkpoint continues only the configuration that wrote it."""
+    if state.get("config") != comparable_config(config):
+        raise CheckpointError(
+            f"{path} was written with other parameters; delete it (or the run directory) to "
+            "start this configuration afresh"
+        )
+
+
+def completed_summary(run_dir: str | Path, config: Any) -> dict[str, Any] | None:
+    """The summary of a complete run made with ``config``; ``None`` if the run is incomplete.
+
+    A complete run made with other parameters is refused rather than overwritten.
+    """
+    summary = read_summary(run_dir)
+    if summary is None:
+        return None
+    if summary.get("config") != comparable_config(config):
+        old, new = summary.get("config") or {}, comparable_config(config)
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise CheckpointError(
+            f"{run_dir} holds a finished run made with other parameters (differing: {diff}). "
+            "Choose another out_dir, or delete that directory to recompute."
+        )
+    return summary

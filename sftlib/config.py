@@ -52,9 +52,14 @@ def _choice(name: str, value: Any, allowed: tuple | list) -> None:
 
 
 def _positive(obj: Any, *names: str) -> None:
+    """Positive numbers; fields annotated ``int`` (steps, counts, sizes) must be ints."""
+    hints = {f.name: f.type for f in dataclasses.fields(obj)}
     for n in names:
         v = getattr(obj, n)
-        if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
+        if hints.get(n) in (int, "int"):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{n} must be a positive integer, got {v!r}")
+        elif not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
             raise ValueError(f"{n} must be a positive number, got {v!r}")
 
 
@@ -104,6 +109,12 @@ class PretrainConfig:
         self.agent_config()  # unknown or invalid agent fields fail here, before any compute
 
     def agent_config(self):
+        shadowed = sorted({"hidden", "batch_size"} & set(self.agent))
+        if shadowed:
+            raise ValueError(
+                f"agent must not set {shadowed}: they are PretrainConfig fields of their own; "
+                "set them at top level"
+            )
         return build_config(
             agent_class(self.algo).config_cls,
             {**self.agent, "hidden": self.hidden, "batch_size": self.batch_size},

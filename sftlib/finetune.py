@@ -14,6 +14,7 @@ Run directory (``out_dir``):
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,9 +32,11 @@ from sftlib.checkpoint import (
     STATE,
     SUMMARY,
     CheckpointError,
+    check_checkpoint_config,
+    comparable_config,
+    completed_summary,
     load_checkpoint,
     load_pretrained,
-    read_summary,
     write_csv,
 )
 from sftlib.config import FinetuneConfig
@@ -81,7 +84,8 @@ def load_learner(pretrained: dict[str, Any], device: torch.device) -> Agent:
         state["obs_dim"], state["act_dim"], build_config(cls.config_cls, state["config"]),
         Normalizer.from_state_dict(state["normalizer"]), device,
     )
-    agent.load_state_dict(state)
+    # A copy: optimiser state loaded on CPU shares tensors with the dict it came from.
+    agent.load_state_dict(copy.deepcopy(state))
     return agent
 
 
@@ -262,15 +266,11 @@ class FineTuner:
             "rng": rng_state(self.rng),
             "env_rng": self.env.unwrapped.np_random.bit_generator.state,
             "state": asdict(self.s),
-            "config": asdict(self.config),
+            "config": comparable_config(self.config),
         }
 
     def _load(self, ckpt: dict[str, Any]) -> None:
-        if ckpt.get("config") != asdict(self.config):
-            raise CheckpointError(
-                f"{self.out / STATE} was written with other parameters; delete it (or the run "
-                "directory) to start this configuration afresh"
-            )
+        check_checkpoint_config(ckpt, self.config, self.out / STATE)
         self.learner.load_state_dict(ckpt["learner"])
         if ckpt["anchor"] is not None:
             self.anchor = load_learner({"agent": ckpt["anchor"]}, self.device).snapshot()
@@ -286,10 +286,13 @@ class FineTuner:
         self.s = _State(**ckpt["state"])
 
     # --- the loop -------------------------------------------------------------------------------
-    def run(self, progress: bool = True) -> FinetuneResult:
+    def run(self, progress: bool = True, checkpoint: dict[str, Any] | None = None) -> FinetuneResult:
+        """Fine-tune to the end; ``checkpoint`` (or ``out_dir/checkpoint.pt``) resumes."""
         cfg, sft, v = self.config, self.sft, self.variant
-        if (self.out / STATE).exists():
-            self._load(load_checkpoint(self.out / STATE))
+        if checkpoint is None and (self.out / STATE).exists():
+            checkpoint = load_checkpoint(self.out / STATE)
+        if checkpoint is not None:
+            self._load(checkpoint)
             obs, _ = self.env.reset()
         else:
             obs, _ = self.env.reset(seed=cfg.seed)
@@ -364,6 +367,7 @@ class FineTuner:
             "algo": self.learner.name,
             "dataset_id": self.info.dataset_id,
             "seed": cfg.seed,
+            "config": comparable_config(cfg),
         }
         atomic_write_json(self.out / SUMMARY, summary)
         (self.out / STATE).unlink(missing_ok=True)
@@ -382,6 +386,10 @@ def finetune(config: FinetuneConfig, out_dir: str | Path, progress: bool = True)
     uninterrupted run. Every input is checked before any compute.
     """
     out = Path(out_dir)
-    if (summary := read_summary(out)) is not None:
+    if (summary := completed_summary(out, config)) is not None:
         return _result(out, summary)
-    return FineTuner(config, out).run(progress)
+    checkpoint = None
+    if (out / STATE).exists():
+        checkpoint = load_checkpoint(out / STATE)
+        check_checkpoint_config(checkpoint, config, out / STATE)
+    return FineTuner(config, out).run(progress, checkpoint)

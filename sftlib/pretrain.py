@@ -23,7 +23,16 @@ from tqdm.auto import tqdm
 
 from sftlib.agents import Agent, make_agent
 from sftlib.buffer import Normalizer
-from sftlib.checkpoint import AGENT, STATE, SUMMARY, load_checkpoint, read_summary, write_csv
+from sftlib.checkpoint import (
+    AGENT,
+    STATE,
+    SUMMARY,
+    check_checkpoint_config,
+    comparable_config,
+    completed_summary,
+    load_checkpoint,
+    write_csv,
+)
 from sftlib.config import PretrainConfig
 from sftlib.data import DatasetInfo, dataset_info, load_dataset, transitions
 from sftlib.evaluation import evaluate_policy
@@ -62,8 +71,12 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, progress: bool = True)
     uninterrupted run.
     """
     out = Path(out_dir)
-    if (summary := read_summary(out)) is not None:
+    if (summary := completed_summary(out, config)) is not None:
         return _result(out, summary)
+    state = None
+    if (out / STATE).exists():
+        state = load_checkpoint(out / STATE)
+        check_checkpoint_config(state, config, out / STATE)
     ds = load_dataset(config.dataset_id)  # any dataset problem surfaces before compute
     info = dataset_info(ds)
     set_threads(config.threads)
@@ -78,8 +91,7 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, progress: bool = True)
         device=resolve_device(config.device),
     )
     start, evals, train_rows, elapsed = 0, [], [], 0.0
-    if (out / STATE).exists():
-        state = load_checkpoint(out / STATE)
+    if state is not None:
         agent.load_state_dict(state["agent"])
         set_rng_state(state["rng"], rng)
         start, evals, train_rows, elapsed = (
@@ -145,7 +157,7 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, progress: bool = True)
         "algo": config.algo,
         "dataset_id": config.dataset_id,
         "seed": config.seed,
-        "env_id": info.env_id,
+        "env_id": info.env_id, "config": comparable_config(config),
     }
     atomic_write_json(out / SUMMARY, summary)
     (out / STATE).unlink(missing_ok=True)

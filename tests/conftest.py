@@ -30,19 +30,10 @@ def noisy(policy, scale: float, seed: int):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def minari_store(tmp_path_factory):
-    """Every test uses its own Minari store and cache, never the user's."""
-    root = tmp_path_factory.mktemp("minari")
-    old = {k: os.environ.get(k) for k in ("MINARI_DATASETS_PATH", "XDG_CACHE_HOME")}
-    os.environ["MINARI_DATASETS_PATH"] = str(root / "datasets")
-    os.environ["XDG_CACHE_HOME"] = str(root / "cache")
+def minari_store():
+    """The private Minari store set up by the root ``conftest.py`` (never the user's)."""
     torch.set_num_threads(1)
-    yield root
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    return os.environ["MINARI_DATASETS_PATH"]
 
 
 @pytest.fixture(scope="session")

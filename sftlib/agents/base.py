@@ -175,7 +175,7 @@ class Agent:
     def _last_layers(module: nn.Module, source: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
         """Output layer of ``module`` (one per ensemble member) paired with ``source``'s."""
         if hasattr(module, "members"):
-            return [(last_linear(m), last_linear(s)) for m, s in zip(module.members, source.members)]
+            return [(last_linear(m), last_linear(s)) for m, s in zip(module.members, source.members, strict=True)]
         pairs = [(last_linear(module), last_linear(source))]
         if getattr(module, "log_std", None) is not None:
             pairs.append((_ParamHolder(module.log_std), _ParamHolder(source.log_std)))

@@ -1,0 +1,151 @@
+"""Command line: ``sft`` (or ``python -m sftlib``).
+
+    sft sweep params/quick.yaml [more.yaml ...] [--results results] [--scheduler ADDR]
+              [--workers N] [--dry-run] [--no-base]
+    sft datasets Hopper-v5 [--levels medium medium-replay]
+    sft figures results/quick [--out DIR] [--reps 2000]
+
+``sweep`` layers ``base.yaml`` first: when no file given is named ``base.yaml``, the
+``base.yaml`` beside the first file (if there is one) is prepended, so
+``sft sweep params/quick.yaml`` means ``params/base.yaml`` + ``params/quick.yaml``
+(``--no-base`` turns this off). Invalid parameters are reported (exit status 2) before any
+dataset is built or any directory created. Exit status 1 if any run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+BASE_FILE = "base.yaml"
+
+
+def with_base(files: list[str | Path]) -> list[Path]:
+    """``files`` with ``base.yaml`` (beside the first file) prepended unless one is given."""
+    paths = [Path(f) for f in files]
+    if paths and not any(p.name == BASE_FILE for p in paths):
+        base = paths[0].parent / BASE_FILE
+        if base.exists():
+            paths.insert(0, base)
+    return paths
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sft", description="Stable Fine-Tuning experiments.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser(
+        "sweep",
+        help="run a study's notebooks (papermill on Dask)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("files", nargs="+", help="study YAML files, merged left to right")
+    s.add_argument("--results", default="results", help="results root (default: results)")
+    s.add_argument(
+        "--scheduler",
+        default=None,
+        help="'local' (default: a LocalCluster, one worker per core), "
+        "'inprocess' (serial, for debugging) or a Dask address tcp://host:port",
+    )
+    s.add_argument(
+        "--workers", type=int, default=None, help="LocalCluster workers (default: number of cores)"
+    )
+    s.add_argument("--dry-run", action="store_true", help="print the plan and what is complete")
+    s.add_argument("--no-base", action="store_true", help=f"do not prepend {BASE_FILE}")
+    s.add_argument(
+        "--no-datasets",
+        action="store_true",
+        help="skip the dataset phase (datasets known to exist)",
+    )
+    s.add_argument(
+        "--notebooks",
+        default=None,
+        help="directory holding 01_offline_pretrain.ipynb and 02_sft_finetune.ipynb "
+        "(default: the repository's notebooks/)",
+    )
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    d = sub.add_parser("datasets", help="build the local Minari datasets of an environment")
+    d.add_argument("env_id", help="Gymnasium id, e.g. Hopper-v5")
+    d.add_argument(
+        "--levels",
+        nargs="+",
+        default=None,
+        help="levels to build (default: every level the factory knows)",
+    )
+
+    f = sub.add_parser("figures", help="every figure and table of a finished study")
+    f.add_argument("study_dir", help="e.g. results/quick")
+    f.add_argument("--out", default=None, help="output directory (default: <study_dir>/figures)")
+    f.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default: 2000)")
+    return p
+
+
+def _sweep(a: argparse.Namespace) -> int:
+    from sftlib.params import ParamsError, load_study_params
+
+    files = [Path(f) for f in a.files] if a.no_base else with_base(a.files)
+    try:
+        study = load_study_params(files)
+    except ParamsError as e:
+        print(f"invalid parameters:\n{e}", file=sys.stderr)
+        return 2
+    from sftlib import sweep
+
+    nb = {}
+    if a.notebooks:
+        nb = {
+            "pretrain_notebook": Path(a.notebooks) / sweep.PRETRAIN_NOTEBOOK.name,
+            "finetune_notebook": Path(a.notebooks) / sweep.FINETUNE_NOTEBOOK.name,
+        }
+    print(f"study {study.study} from {' + '.join(study.files)}", file=sys.stderr)
+    if a.dry_run:
+        print(sweep.describe_plan(sweep.plan(study, a.results, **nb)))
+        return 0
+    try:
+        report = sweep.run_sweep(
+            study,
+            a.results,
+            a.scheduler,
+            a.workers,
+            ensure_datasets=not a.no_datasets,
+            progress=not a.quiet,
+            **nb,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return report.exit_code
+
+
+def _datasets(a: argparse.Namespace) -> int:
+    from sftlib.factory import make_datasets
+
+    ids = make_datasets(a.env_id, a.levels) if a.levels else make_datasets(a.env_id)
+    for level, dataset_id in ids.items():
+        print(f"{level:<16} {dataset_id}")
+    return 0
+
+
+def _figures(a: argparse.Namespace) -> int:
+    from sftlib import plots
+
+    try:
+        written = plots.write_paper_figures(a.study_dir, a.out, reps=a.reps)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for name, paths in written.items():
+        print(f"{name:<28} {' '.join(str(p) for p in paths)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    return {"sweep": _sweep, "datasets": _datasets, "figures": _figures}[a.command](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

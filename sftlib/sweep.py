@@ -1,0 +1,640 @@
+"""The sweep runner: a study's grid of notebooks, executed with papermill on Dask.
+
+A study (:class:`sftlib.params.StudyParams`) expands into two kinds of runs, each one
+directory, one executed notebook::
+
+    <results>/<study>/<dataset_slug>/<algo>/pretrain/seed=<n>/      01_offline_pretrain.ipynb
+    <results>/<study>/<dataset_slug>/<algo>/<variant>/seed=<n>/     02_sft_finetune.ipynb
+
+``dataset_slug`` is the Minari id with ``/`` -> ``-`` (``local-hopper-medium-v0``). With a
+``grid:`` in the study, ``<variant>`` becomes ``<variant>+<key>=<value>...`` in the grid's
+key order (``sft+reset_scope=full``). A fine-tuning run starts from the pretraining run
+of its dataset, algo and seed (parameter ``pretrain_dir``), which must complete first.
+
+Every run directory holds ``params.yaml`` (every config field, defaults resolved, plus
+``out_dir``: exactly what papermill injects), the executed notebook, ``run.log`` (the
+kernel's stdout/stderr and the runner's own lines, appended on every attempt), whatever
+the training code writes, and last ``summary.json``.
+
+Rules the runner keeps:
+
+- **Complete = ``summary.json`` exists.** The training code writes it last, atomically.
+  Complete runs are skipped; an incomplete one is executed again into the same dir, and
+  the training code resumes from its own checkpoint there.
+- **Datasets first, serially, in the driver**: ``sftlib.factory.ensure_dataset`` for each
+  dataset that an incomplete run needs (local ids are built; remote ones checked). A
+  dataset that fails fails its runs only.
+- **One lock per run dir** (``.lock``, created with ``O_CREAT|O_EXCL``, holding host and
+  pid). A lock whose pid is alive on this host (or that was taken on another host, which
+  cannot be checked from here) makes that run refused; a lock of a dead pid on this host is
+  stale and taken over. Two sweeps can therefore share a results tree safely.
+- **One failure never stops the others.** Fine-tuning runs whose pretraining failed are
+  reported as failed (``pretraining failed: <dir>``) without running. The report lists,
+  per failure, the executed notebook and the failing cell's error.
+
+Where runs execute (``scheduler``):
+
+- ``None`` / ``"local"``: a ``distributed.LocalCluster`` of one single-threaded worker
+  process per core (``n_workers`` to change), ``OMP_NUM_THREADS=1`` in every worker;
+- ``"tcp://host:port"``: an existing Dask cluster (results root, notebooks and the Minari
+  data dir must then be on a filesystem every worker sees);
+- ``"inprocess"``: serially in this process, for debugging.
+
+SLURM through dask-jobqueue (``pip install sftlib[slurm]``): start the cluster in one
+long-lived process (a login-node ``tmux`` or a small job), then point the sweep at it::
+
+    from dask_jobqueue import SLURMCluster
+    cluster = SLURMCluster(cores=1, processes=1, memory="4GB", walltime="24:00:00",
+                           job_extra_directives=["--gres=gpu:1"])  # GPU runs; drop for CPU
+    cluster.scale(jobs=16)                 # 16 SLURM jobs = 16 single-run workers
+    print(cluster.scheduler_address)       # tcp://10.0.0.5:8786
+    input("sweep running; press enter to stop the cluster")
+
+    $ sft sweep params/paper.yaml --scheduler tcp://10.0.0.5:8786
+
+Each SLURM job is one worker running one notebook at a time. A job that hits its walltime
+kills its run mid-way; rerunning the same command resumes it (the lock of the dead job is
+on another host, so delete that run's ``.lock`` if the sweep refuses it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sftlib.params import StudyParams, resolved_finetune, resolved_pretrain
+from sftlib.utils import atomic_write_text
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+"""The repository's notebooks (``notebooks/`` beside the ``sftlib`` package)."""
+PRETRAIN_NOTEBOOK = NOTEBOOKS_DIR / "01_offline_pretrain.ipynb"
+FINETUNE_NOTEBOOK = NOTEBOOKS_DIR / "02_sft_finetune.ipynb"
+SUMMARY_FILE = "summary.json"
+"""Written last by the training code; its existence marks a run complete."""
+PARAMS_FILE = "params.yaml"
+LOG_FILE = "run.log"
+LOCK_FILE = ".lock"
+PRETRAIN_DIRNAME = "pretrain"
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+"""One BLAS thread per run: several small-network runs per machine beat one wide one."""
+SCHEDULERS = ("local", "inprocess", "tcp://host:port")
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in IPython tracebacks
+
+RunKind = Literal["pretrain", "finetune"]
+Status = Literal["done", "skipped", "failed"]
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def dataset_slug(dataset_id: str) -> str:
+    """``local/hopper/medium-v0`` -> ``local-hopper-medium-v0`` (one path component)."""
+    return dataset_id.replace("/", "-")
+
+
+def run_dir(
+    results_root: str | Path, study: str, dataset_id: str, algo: str, variant: str, seed: int
+) -> Path:
+    """Directory of one run; ``variant`` is ``"pretrain"`` for a pretraining run."""
+    return Path(results_root) / study / dataset_slug(dataset_id) / algo / variant / f"seed={seed}"
+
+
+@dataclass
+class Run:
+    """One notebook execution of a sweep."""
+
+    kind: RunKind
+    """``pretrain`` or ``finetune``."""
+    name: str
+    """Path of the run dir relative to the results root (``quick/<slug>/iql/sft/seed=0``)."""
+    out_dir: Path
+    """Absolute run directory."""
+    notebook: Path
+    """The source notebook to execute."""
+    parameters: dict[str, Any]
+    """What papermill injects: every config field (defaults resolved) plus ``out_dir``."""
+    dataset_id: str
+    """The dataset this run trains on (its dataset phase must succeed)."""
+    pretrain_dir: Path | None = None
+    """Fine-tuning runs: the pretraining run dir that must complete first."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("pretrain", "finetune"):
+            raise ValueError(f"kind must be 'pretrain' or 'finetune', got {self.kind!r}")
+        if (self.kind == "finetune") != (self.pretrain_dir is not None):
+            raise ValueError("a finetune run needs pretrain_dir; a pretrain run has none")
+        self.out_dir = Path(self.out_dir)
+        self.notebook = Path(self.notebook)
+
+    @property
+    def complete(self) -> bool:
+        return (self.out_dir / SUMMARY_FILE).exists()
+
+    @property
+    def executed_notebook(self) -> Path:
+        return self.out_dir / self.notebook.name
+
+
+def plan(
+    study_params: StudyParams,
+    results_root: str | Path = "results",
+    pretrain_notebook: str | Path | None = None,
+    finetune_notebook: str | Path | None = None,
+) -> list[Run]:
+    """Every run of the study: pretraining runs (dataset x algo x seed) first, then
+    fine-tuning runs (dataset x algo x variant x grid point x seed). Touches no file."""
+    root = Path(results_root).resolve()
+    pre_nb = Path(pretrain_notebook or PRETRAIN_NOTEBOOK).resolve()
+    ft_nb = Path(finetune_notebook or FINETUNE_NOTEBOOK).resolve()
+    sp = study_params
+    pretrain: list[Run] = []
+    finetune: list[Run] = []
+    for dataset in sp.datasets:
+        for algo in sp.algos:
+            for seed in sp.seeds:
+                out = run_dir(root, sp.study, dataset, algo, PRETRAIN_DIRNAME, seed)
+                params = resolved_pretrain(sp.pretrain_params(dataset, algo, seed))
+                pretrain.append(
+                    Run(
+                        "pretrain",
+                        out.relative_to(root).as_posix(),
+                        out,
+                        pre_nb,
+                        {**params, "out_dir": str(out)},
+                        dataset,
+                    )
+                )
+                for variant in sp.variants:
+                    for point in sp.grid_points():
+                        label = variant + sp.grid_suffix(point)
+                        ft_out = run_dir(root, sp.study, dataset, algo, label, seed)
+                        params = resolved_finetune(
+                            sp.finetune_params(variant, seed, str(out), point)
+                        )
+                        finetune.append(
+                            Run(
+                                "finetune",
+                                ft_out.relative_to(root).as_posix(),
+                                ft_out,
+                                ft_nb,
+                                {**params, "out_dir": str(ft_out)},
+                                dataset,
+                                pretrain_dir=out,
+                            )
+                        )
+    return pretrain + finetune
+
+
+def describe_plan(runs: list[Run]) -> str:
+    """The plan as text, one run a line, marking complete runs (for ``--dry-run``)."""
+    lines = []
+    for r in runs:
+        state = "complete" if r.complete else "to run"
+        after = ""
+        if (
+            not r.complete
+            and r.pretrain_dir is not None
+            and not (r.pretrain_dir / SUMMARY_FILE).exists()
+        ):
+            after = "  (after its pretraining run)"
+        lines.append(f"{state:>8}  {r.kind:<8}  {r.name}{after}")
+    n_done = sum(r.complete for r in runs)
+    datasets = list(dict.fromkeys(r.dataset_id for r in runs))
+    lines.append(
+        f"{len(runs)} runs ({sum(r.kind == 'pretrain' for r in runs)} pretraining, "
+        f"{sum(r.kind == 'finetune' for r in runs)} fine-tuning): {n_done} complete, "
+        f"{len(runs) - n_done} to run; datasets: {', '.join(datasets)}"
+    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class RunResult:
+    """What happened to one run."""
+
+    name: str
+    kind: RunKind
+    out_dir: str
+    status: Status
+    """``done`` (executed now), ``skipped`` (already complete) or ``failed``."""
+    error: str | None = None
+    """One line: the failing cell's ``ename: evalue``, a refusal, or the upstream failure."""
+    notebook: str | None = None
+    """The executed notebook (holds the failing cell's traceback), when one was written."""
+    seconds: float = 0.0
+
+
+@dataclass
+class SweepReport:
+    """Outcome of :func:`run_sweep`, one :class:`RunResult` per planned run."""
+
+    study: str
+    results: list[RunResult] = field(default_factory=list)
+
+    def by_status(self, status: Status) -> list[RunResult]:
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def done(self) -> list[RunResult]:
+        return self.by_status("done")
+
+    @property
+    def skipped(self) -> list[RunResult]:
+        return self.by_status("skipped")
+
+    @property
+    def failed(self) -> list[RunResult]:
+        return self.by_status("failed")
+
+    @property
+    def exit_code(self) -> int:
+        """0 if nothing failed, else 1."""
+        return 1 if self.failed else 0
+
+    def table(self) -> str:
+        """Counts per kind and status, then every failure with notebook and error."""
+        rows = [("", "done", "skipped", "failed")]
+        for kind in ("pretrain", "finetune"):
+            rs = [r for r in self.results if r.kind == kind]
+            rows.append(
+                (
+                    kind,
+                    *(str(sum(r.status == s for r in rs)) for s in ("done", "skipped", "failed")),
+                )
+            )
+        rows.append(("total", str(len(self.done)), str(len(self.skipped)), str(len(self.failed))))
+        lines = [f"sweep {self.study}: {len(self.results)} runs"]
+        lines += [f"  {a:<10}{b:>8}{c:>9}{d:>8}" for a, b, c, d in rows]
+        if self.failed:
+            lines.append("failed runs:")
+            for r in self.failed:
+                lines.append(f"  {r.name}")
+                if r.notebook:
+                    lines.append(f"    notebook: {r.notebook}")
+                lines.append(f"    error:    {r.error}")
+        return "\n".join(lines)
+
+
+def _result(
+    run: Run,
+    status: Status,
+    error: str | None = None,
+    t0: float | None = None,
+    notebook: bool = False,
+) -> RunResult:
+    nb = run.executed_notebook if notebook and run.executed_notebook.exists() else None
+    return RunResult(
+        run.name,
+        run.kind,
+        str(run.out_dir),
+        status,
+        error,
+        str(nb) if nb else None,
+        time.time() - t0 if t0 else 0.0,
+    )
+
+
+# --------------------------------------------------------------------------- the lock
+
+
+class RunLocked(RuntimeError):
+    """Another live process holds the run dir's lock."""
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "pid" in data and "host" in data else None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | Path, log: Callable[[str], None] = lambda _: None) -> Iterator[None]:
+    """Hold ``<out_dir>/.lock`` for the duration; raise :class:`RunLocked` if a live
+    process holds it, take it over if its process is dead (same host)."""
+    out_dir = Path(out_dir)
+    path = out_dir / LOCK_FILE
+    host = socket.gethostname()
+    me = {"host": host, "pid": os.getpid()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if holder is None:
+                raise RunLocked(
+                    f"{path} exists but is unreadable (being written, or left by a crash); "
+                    "if no sweep is running this run, delete it and rerun"
+                ) from None
+            if holder["host"] != host:
+                raise RunLocked(
+                    f"another sweep is running {out_dir} (pid {holder['pid']} on host "
+                    f"{holder['host']}, which cannot be checked from {host}); wait for it, or "
+                    f"if it is dead delete {path} and rerun"
+                ) from None
+            if _pid_alive(int(holder["pid"])):
+                raise RunLocked(
+                    f"another sweep is running {out_dir} (pid {holder['pid']} on host "
+                    f"{holder['host']}); wait for it to finish, or stop it and rerun"
+                ) from None
+            # Stale: its process is gone. (Two sweeps taking over the same stale lock at
+            # the same instant could both succeed; O_EXCL still serialises everything else.)
+            log(f"taking over stale lock of dead pid {holder['pid']} on {holder['host']}")
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(me))
+        break
+    else:
+        raise RunLocked(f"could not take {path}: other sweeps keep taking it")
+    try:
+        yield
+    finally:
+        if _read_lock(path) == me:
+            path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def execute_run(run: Run, upstream: RunResult | None = None) -> RunResult:
+    """Execute one run's notebook (on a Dask worker or in-process); never raises.
+
+    ``upstream``: the result of the pretraining run a fine-tuning run depends on
+    (``None`` when that run was already complete before the sweep).
+    """
+    t0 = time.time()
+    if upstream is not None and upstream.status == "failed":
+        return _result(run, "failed", f"pretraining failed: {upstream.out_dir}")
+    if run.complete:
+        return _result(run, "skipped")
+    for k, v in THREAD_ENV.items():
+        os.environ.setdefault(k, v)  # the kernel inherits this process's environment
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    with open(run.out_dir / LOG_FILE, "a", buffering=1) as logf:
+
+        def log(msg: str) -> None:
+            logf.write(f"[sweep {time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n")
+
+        try:
+            with run_lock(run.out_dir, log):
+                if run.complete:  # finished by another sweep between our checks
+                    return _result(run, "skipped")
+                return _execute_locked(run, logf, log, t0)
+        except RunLocked as e:
+            log(f"refused: {e}")
+            return _result(run, "failed", str(e), t0)
+
+
+def _execute_locked(run: Run, logf: Any, log: Callable[[str], None], t0: float) -> RunResult:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    atomic_write_text(
+        run.out_dir / PARAMS_FILE,
+        yaml.safe_dump(run.parameters, sort_keys=False),
+    )
+    log(
+        f"executing {run.notebook} -> {run.executed_notebook} on {socket.gethostname()} "
+        f"pid {os.getpid()}"
+    )
+    try:
+        papermill.execute_notebook(
+            str(run.notebook),
+            str(run.executed_notebook),
+            parameters=run.parameters,
+            cwd=str(run.notebook.parent),
+            kernel_name="python3",
+            progress_bar=False,
+            stdout_file=logf,
+            stderr_file=logf,
+        )
+    except PapermillExecutionError as e:
+        error = f"cell {e.exec_count}: {e.ename}: {e.evalue}"
+        tb = _ANSI.sub("", "\n".join(e.traceback or []))
+        log(f"failed: {error}\n{tb}")
+        return _result(run, "failed", error, t0, notebook=True)
+    except Exception as e:  # kernel died, notebook missing, ...: still only this run fails
+        log(f"failed:\n{traceback.format_exc()}")
+        return _result(run, "failed", f"{type(e).__name__}: {e}", t0, notebook=True)
+    if not run.complete:
+        error = f"the notebook finished without writing {SUMMARY_FILE}"
+        log(f"failed: {error}")
+        return _result(run, "failed", error, t0, notebook=True)
+    log(f"done in {time.time() - t0:.0f}s")
+    return _result(run, "done", None, t0, notebook=True)
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _dask_client(
+    scheduler: str | None, n_workers: int | None, cluster_kwargs: dict[str, Any] | None
+) -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    if scheduler in (None, "local"):
+        kw = {
+            "n_workers": n_workers or _cores(),
+            "threads_per_worker": 1,
+            "processes": True,
+            "env": dict(THREAD_ENV),
+            **(cluster_kwargs or {}),
+        }
+        with LocalCluster(**kw) as cluster, Client(cluster) as client:
+            yield client
+    else:
+        with Client(scheduler) as client:
+            yield client
+
+
+def _check_scheduler(scheduler: str | None) -> None:
+    if scheduler not in (None, "local", "inprocess") and "://" not in str(scheduler):
+        raise ValueError(f"scheduler must be one of {list(SCHEDULERS)}, got {scheduler!r}")
+
+
+def run_sweep(
+    study_params: StudyParams,
+    results_root: str | Path = "results",
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    *,
+    pretrain_notebook: str | Path | None = None,
+    finetune_notebook: str | Path | None = None,
+    ensure_datasets: bool | Callable[[str], Any] = True,
+    progress: bool = True,
+    show: bool = True,
+    cluster_kwargs: dict[str, Any] | None = None,
+) -> SweepReport:
+    """Run every incomplete run of the study; see the module docstring for the rules.
+
+    ``ensure_datasets``: ``True`` calls ``sftlib.factory.ensure_dataset``, a callable is
+    called instead (``dataset_id -> anything``), ``False`` skips the dataset phase.
+    ``cluster_kwargs`` override the ``LocalCluster`` arguments. ``show`` prints the
+    summary table at the end.
+    """
+    _check_scheduler(scheduler)
+    runs = plan(study_params, results_root, pretrain_notebook, finetune_notebook)
+    for nb in {r.notebook for r in runs if not r.complete}:
+        if not nb.exists():
+            raise FileNotFoundError(f"notebook {nb} does not exist (pass its path explicitly)")
+    results: dict[str, RunResult] = {}
+    todo: list[Run] = []
+    for r in runs:
+        if r.complete:
+            results[r.name] = _result(r, "skipped")
+        else:
+            todo.append(r)
+
+    dataset_errors = _dataset_phase(todo, ensure_datasets)
+    runnable = []
+    for r in todo:
+        if r.dataset_id in dataset_errors:
+            results[r.name] = _result(
+                r, "failed", f"dataset {r.dataset_id} unavailable: {dataset_errors[r.dataset_id]}"
+            )
+        else:
+            runnable.append(r)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=len(runs),
+        initial=len(results),
+        desc=f"sweep {study_params.study}",
+        unit="run",
+        disable=not progress,
+    )
+
+    def record(res: RunResult) -> None:
+        results[res.name] = res
+        bar.update(1)
+        n_failed = sum(x.status == "failed" for x in results.values())
+        if n_failed:
+            bar.set_postfix(failed=n_failed)
+
+    try:
+        if scheduler == "inprocess":
+            _run_inprocess(runnable, record)
+        else:
+            with _dask_client(scheduler, n_workers, cluster_kwargs) as client:
+                _run_dask(client, runnable, record)
+    finally:
+        bar.close()
+    report = SweepReport(study_params.study, [results[r.name] for r in runs])
+    if show:
+        print(report.table())
+    return report
+
+
+def _dataset_phase(todo: list[Run], ensure: bool | Callable[[str], Any]) -> dict[str, str]:
+    """Ensure every dataset an incomplete run needs, serially; ``{id: error}`` of failures."""
+    if ensure is False:
+        return {}
+    if ensure is True:
+        from sftlib.factory import ensure_dataset as ensure
+    errors = {}
+    for dataset_id in dict.fromkeys(r.dataset_id for r in todo):
+        try:
+            ensure(dataset_id)
+        except Exception as e:
+            errors[dataset_id] = f"{type(e).__name__}: {e}"
+    return errors
+
+
+def _run_inprocess(runs: list[Run], record: Callable[[RunResult], None]) -> None:
+    upstream: dict[Path, RunResult] = {}
+    for r in runs:  # plan order: every pretraining run before any fine-tuning run
+        res = execute_run(r, upstream.get(r.pretrain_dir) if r.pretrain_dir else None)
+        if r.kind == "pretrain":
+            upstream[r.out_dir] = res
+        record(res)
+
+
+def _run_dask(client: Any, runs: list[Run], record: Callable[[RunResult], None]) -> None:
+    from distributed import as_completed
+
+    futures: dict[Any, Run] = {}
+    pre_futures: dict[Path, Any] = {}
+    tag = uuid.uuid4().hex[:8]  # task keys only (never paths): two sweeps may share a cluster
+    for r in runs:
+        if r.kind == "pretrain":
+            f = client.submit(execute_run, r, key=f"sft-{tag}-{r.name}", pure=False)
+            pre_futures[r.out_dir] = f
+        else:
+            # Dask starts the task once the pretraining future is finished and passes its
+            # RunResult in; a complete pretraining run has no future (None: go ahead).
+            f = client.submit(
+                execute_run,
+                r,
+                pre_futures.get(r.pretrain_dir),
+                key=f"sft-{tag}-{r.name}",
+                pure=False,
+            )
+        futures[f] = r
+    for f in as_completed(list(futures)):
+        r = futures[f]
+        try:
+            res = f.result()
+        except Exception as e:  # the worker died (KilledWorker), cancelled, ...
+            up = pre_futures.get(r.pretrain_dir) if r.pretrain_dir else None
+            if up is not None and up.status == "error":
+                res = _result(r, "failed", f"pretraining failed: {r.pretrain_dir}")
+            else:
+                res = _result(r, "failed", f"{type(e).__name__}: {e}", notebook=True)
+        record(res)
+
+
+__all__ = [
+    "FINETUNE_NOTEBOOK",
+    "PRETRAIN_NOTEBOOK",
+    "Run",
+    "RunLocked",
+    "RunResult",
+    "SweepReport",
+    "dataset_slug",
+    "describe_plan",
+    "execute_run",
+    "plan",
+    "run_dir",
+    "run_lock",
+    "run_sweep",
+]
