@@ -138,7 +138,9 @@ class SFTConfig:
     patience: int = 3
     """Consecutive calm checks needed (with the evaluation verdict) to switch."""
     margin: float = 0.05
-    """The learner passes if ``J(L) >= J(A) - margin * |J(A)|``."""
+    """Tolerance of the comprehensive evaluation, relative to ``|J(A)|``: the switch needs
+    ``J(L) >= J(A) - margin |J(A)|``; a reset makes the learner the anchor only if
+    ``J(L) > J(A) + margin |J(A)|``."""
     probe_size: int = 512
     """State-action pairs in the probe set (half offline, half online states)."""
     ope: str = "cpe"

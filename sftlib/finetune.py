@@ -48,6 +48,7 @@ from sftlib.sft import (
     FQE,
     ComprehensiveEvaluator,
     StabilityMonitor,
+    improves,
     passes,
     select_action,
 )
@@ -223,9 +224,14 @@ class FineTuner:
 
     def reset(self, current_start: np.ndarray) -> None:
         """Anchor <- the better of anchor and learner snapshot; reset the learner; restart
-        the stability clock so the anchor's critic selects again."""
+        the stability clock so the anchor's critic selects again.
+
+        The learner replaces the anchor only when clearly better (by ``margin``): its own
+        critic tends to overrate its own policy, and a worse anchor would reach the
+        executed policy.
+        """
         j, _ = self.evaluate_policies(current_start)
-        if j["learner"] > j["anchor"]:
+        if improves(j["learner"], j["anchor"], self.sft.margin):
             self.anchor = self.learner.snapshot()
             if self.fqe:
                 self.fqe["anchor"] = self.fqe["learner"].copy()

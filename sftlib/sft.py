@@ -310,3 +310,12 @@ def passes(j_learner: float, j_anchor: float, margin: float) -> bool:
     if not np.isfinite(j_anchor):
         return True
     return j_learner >= j_anchor - margin * abs(j_anchor)
+
+
+def improves(j_learner: float, j_anchor: float, margin: float) -> bool:
+    """The anchor-update verdict: ``J(L) > J(A) + margin * |J(A)|`` (clearly better)."""
+    if not np.isfinite(j_learner):
+        return False
+    if not np.isfinite(j_anchor):
+        return True
+    return j_learner > j_anchor + margin * abs(j_anchor)

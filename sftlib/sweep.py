@@ -87,8 +87,14 @@ PARAMS_FILE = "params.yaml"
 LOG_FILE = "run.log"
 LOCK_FILE = ".lock"
 PRETRAIN_DIRNAME = "pretrain"
-THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-"""One BLAS thread per run: several small-network runs per machine beat one wide one."""
+THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "TQDM_MININTERVAL": "30",
+}
+"""One BLAS thread per run: several small-network runs per machine beat one wide one.
+Progress bars inside run notebooks refresh rarely: their output lands in logs."""
 SCHEDULERS = ("local", "inprocess", "tcp://host:port")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in IPython tracebacks

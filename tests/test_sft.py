@@ -17,6 +17,7 @@ from sftlib.sft import (
     Estimates,
     StabilityMonitor,
     bias_correct,
+    improves,
     mc_estimate,
     passes,
     pessimistic,
@@ -144,7 +145,8 @@ def test_reset_reinitialises_the_scope_and_keeps_the_better_anchor(pretrained_di
     anchor_before = {k: _params(m) for k, m in ft.anchor.modules().items()}
     ft.s.stable = True
     ft.monitor.calm = 3
-    j = {"anchor": 0.0, "learner": 1.0 if learner_better else -1.0}
+    # margin 0.05: the learner must beat the anchor by 5% of |J(A)| to replace it.
+    j = {"anchor": -100.0, "learner": -94.0 if learner_better else -96.0}
     ft.evaluate_policies = lambda start: (j, None)
     ft.reset(np.zeros(3, np.float32))
 
@@ -220,6 +222,9 @@ def test_combined_estimate_matches_hand_computation():
 def test_evaluation_verdict_margin():
     assert passes(-104.0, -100.0, 0.05) and not passes(-106.0, -100.0, 0.05)
     assert not passes(-np.inf, -100.0, 0.05) and passes(1.0, -np.inf, 0.0)
+    # Replacing the anchor needs the learner clearly better, not merely within tolerance.
+    assert improves(-94.0, -100.0, 0.05) and not improves(-96.0, -100.0, 0.05)
+    assert not improves(-np.inf, -100.0, 0.0) and improves(1.0, -np.inf, 0.0)
 
 
 def test_evaluator_discounts_returns_and_counts_who_acted():
