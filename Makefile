@@ -28,7 +28,8 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check sftlib tests benchmarks scripts
+	$(VENV)/bin/ruff check sftlib tests benchmarks scripts conftest.py
+	$(VENV)/bin/ruff format --check sftlib tests benchmarks scripts conftest.py
 	$(PY) scripts/check_notebooks.py
 
 lab: $(STAMP)

@@ -36,8 +36,10 @@ def main() -> None:
     path = atomic_torch_save(a.out / f"{a.env_id}.pt", prune(rec))
     for s in rec["snapshots"]:
         print(f"step {s['step']:>7d}  return {s['return']:8.1f}")
-    print(f"random {rec['random_return']:.1f}; medium = snapshot {lv['medium']}, "
-          f"expert = snapshot {lv['expert']}; {rec['train_seconds']:.0f}s -> {path}")
+    print(
+        f"random {rec['random_return']:.1f}; medium = snapshot {lv['medium']}, "
+        f"expert = snapshot {lv['expert']}; {rec['train_seconds']:.0f}s -> {path}"
+    )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,11 @@ def train_behaviour(
                 lambda o: agent.act(o, deterministic=True), env_id, eval_episodes, 20_000 + seed
             ).mean()
             record["snapshots"].append(
-                {"step": step, "return": float(ret),
-                 "actor": {k: v.clone() for k, v in agent.actor.state_dict().items()}}
+                {
+                    "step": step,
+                    "return": float(ret),
+                    "actor": {k: v.clone() for k, v in agent.actor.state_dict().items()},
+                }
             )
             bar.set_postfix(ret=f"{ret:.0f}")
     env.close()
@@ -85,7 +88,9 @@ def random_return(env_id: str, n_episodes: int, seed: int) -> float:
     space = gym.make(env_id).action_space
     space.seed(seed)
     return float(
-        evaluate_policy(lambda o: from_env_action(space.sample(), space), env_id, n_episodes, seed).mean()
+        evaluate_policy(
+            lambda o: from_env_action(space.sample(), space), env_id, n_episodes, seed
+        ).mean()
     )
 
 
@@ -112,7 +117,10 @@ def prune(record: BehaviourRecord) -> BehaviourRecord:
 def snapshot_actor(record: BehaviourRecord, index: int) -> GaussianActor:
     """The actor of snapshot ``index`` (SAC's squashed Gaussian, raw observations)."""
     actor = GaussianActor(
-        record["obs_dim"], record["act_dim"], tuple(record["hidden"]), squash=True,
+        record["obs_dim"],
+        record["act_dim"],
+        tuple(record["hidden"]),
+        squash=True,
         state_dependent_std=True,
     )
     actor.load_state_dict(record["snapshots"][index]["actor"])

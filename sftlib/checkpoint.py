@@ -50,7 +50,9 @@ def load_pretrained(pretrain_dir: str | Path) -> dict[str, Any]:
     return state
 
 
-def write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+def write_csv(
+    path: str | Path, rows: list[dict[str, Any]], columns: list[str] | None = None
+) -> None:
     """Rows of dicts to CSV, atomically; ``columns`` fixes the header (also for no rows)."""
     columns = columns or sorted({k for r in rows for k in r}, key=lambda k: (k != "step", k))
     lines = [",".join(columns)]

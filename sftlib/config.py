@@ -102,8 +102,9 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
         _choice("algo", self.algo, [a for a in AGENTS if a != "sac"])
-        _positive(self, "offline_steps", "eval_every", "eval_episodes", "batch_size",
-                  "checkpoint_every")
+        _positive(
+            self, "offline_steps", "eval_every", "eval_episodes", "batch_size", "checkpoint_every"
+        )
         _non_negative(self, "threads", "seed")
         validate_dataset_id(self.dataset_id)
         self.agent_config()  # unknown or invalid agent fields fail here, before any compute
@@ -168,8 +169,18 @@ class SFTConfig:
         _choice("selection", self.selection, SELECTIONS)
         _choice("ope", self.ope, OPE_ESTIMATORS)
         _choice("reset_scope", self.reset_scope, RESET_SCOPES)
-        _positive(self, "beta", "check_every", "drift_tol", "patience", "probe_size",
-                  "mc_episodes", "fqe_every", "fqe_lr", "reset_every")
+        _positive(
+            self,
+            "beta",
+            "check_every",
+            "drift_tol",
+            "patience",
+            "probe_size",
+            "mc_episodes",
+            "fqe_every",
+            "fqe_lr",
+            "reset_every",
+        )
         _non_negative(self, "margin", "kappa", "reset_start")
         if not 0.0 <= self.shrink_alpha < 1.0:
             raise ValueError(f"shrink_alpha must be in [0, 1), got {self.shrink_alpha}")
@@ -220,8 +231,15 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if isinstance(self.sft, dict):
             self.sft = from_flat(SFTConfig, self.sft)
-        _positive(self, "online_steps", "utd_ratio", "eval_every", "eval_episodes",
-                  "buffer_size", "checkpoint_every")
+        _positive(
+            self,
+            "online_steps",
+            "utd_ratio",
+            "eval_every",
+            "eval_episodes",
+            "buffer_size",
+            "checkpoint_every",
+        )
         _non_negative(self, "threads", "seed")
         if not isinstance(self.offline_ratio, int | float) or not 0.0 <= self.offline_ratio <= 1.0:
             raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio!r}")

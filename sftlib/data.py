@@ -59,7 +59,8 @@ def load_dataset(dataset_id: str, download: bool = True) -> minari.MinariDataset
     if importlib.util.find_spec("huggingface_hub") is None:
         raise DatasetError(
             f"dataset {dataset_id!r} is not local and downloading it needs the optional "
-            "dependency huggingface_hub: `pip install -e '.[remote]'`. " + _make_local_hint(dataset_id)
+            "dependency huggingface_hub: `pip install -e '.[remote]'`. "
+            + _make_local_hint(dataset_id)
         )
     try:
         return minari.load_dataset(dataset_id, download=True)
@@ -85,8 +86,10 @@ class DatasetInfo:
 
     def normalize(self, returns: np.ndarray | float) -> np.ndarray:
         """D4RL normalised score on a 0-100 scale: ``100 (R - min) / (max - min)``."""
-        return 100.0 * (np.asarray(returns) - self.ref_min_score) / (
-            self.ref_max_score - self.ref_min_score
+        return (
+            100.0
+            * (np.asarray(returns) - self.ref_min_score)
+            / (self.ref_max_score - self.ref_min_score)
         )
 
 
@@ -123,7 +126,9 @@ def transitions(ds: minari.MinariDataset) -> ReplayBuffer:
     space = ds.spec.action_space
     if not isinstance(space, gym.spaces.Box):
         raise DatasetError(f"dataset {ds.spec.dataset_id!r}: only Box action spaces are supported")
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminals")}
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminals")
+    }
     for ep in ds.iterate_episodes():
         obs = np.asarray(ep.observations, np.float32)
         parts["obs"].append(obs[:-1])

@@ -87,7 +87,9 @@ def env_id_for(name: str) -> str:
     return matches[-1]  # the newest version
 
 
-def behaviour_record(env_id: str, train_steps: int = 300_000, progress: bool = True) -> BehaviourRecord:
+def behaviour_record(
+    env_id: str, train_steps: int = 300_000, progress: bool = True
+) -> BehaviourRecord:
     """The behaviour snapshots for ``env_id``: shipped asset, cache, or trained now (slow)."""
     for path in (ASSETS / f"{env_id}.pt", cache_dir() / f"{env_id}.pt"):
         if path.exists():
@@ -123,16 +125,22 @@ def rollouts(
                 break
         episodes.append(
             EpisodeBuffer(
-                id=first_id + len(episodes), seed=seed + len(episodes),
-                observations=np.asarray(o), actions=np.asarray(a, dtype=np.float32),
-                rewards=np.asarray(r), terminations=np.asarray(te), truncations=np.asarray(tr),
+                id=first_id + len(episodes),
+                seed=seed + len(episodes),
+                observations=np.asarray(o),
+                actions=np.asarray(a, dtype=np.float32),
+                rewards=np.asarray(r),
+                terminations=np.asarray(te),
+                truncations=np.asarray(tr),
             )
         )
     env.close()
     return episodes
 
 
-def collect(env_id: str, level: str, record: BehaviourRecord, n_steps: int, seed: int) -> list[EpisodeBuffer]:
+def collect(
+    env_id: str, level: str, record: BehaviourRecord, n_steps: int, seed: int
+) -> list[EpisodeBuffer]:
     """The episodes of one D4RL-style ``level`` (see the module docstring)."""
     lv = choose_levels(record)
     if level == "random":
@@ -140,7 +148,9 @@ def collect(env_id: str, level: str, record: BehaviourRecord, n_steps: int, seed
     elif level in ("medium", "expert"):
         sources = [snapshot_policy(record, lv[level], deterministic=False)]
     elif level == "medium-expert":
-        sources = [snapshot_policy(record, lv[k], deterministic=False) for k in ("medium", "expert")]
+        sources = [
+            snapshot_policy(record, lv[k], deterministic=False) for k in ("medium", "expert")
+        ]
     elif level == "medium-replay":
         sources = [None] + [
             snapshot_policy(record, i, deterministic=False) for i in range(lv["medium"] + 1)
@@ -174,12 +184,17 @@ def make_dataset(
         return load_dataset(dataset_id)
     env = check_env_id(env_id)
     record = behaviour_record(env_id, progress=progress)
-    if (record["obs_dim"], record["act_dim"]) != (env.observation_space.shape[0], env.action_space.shape[0]):
+    if (record["obs_dim"], record["act_dim"]) != (
+        env.observation_space.shape[0],
+        env.action_space.shape[0],
+    ):
         raise ValueError(f"behaviour record does not match the spaces of {env_id!r}")
     episodes = collect(env_id, level, record, n_steps, seed)
     lv = choose_levels(record)
     return create_dataset(
-        dataset_id, env_id, episodes,
+        dataset_id,
+        env_id,
+        episodes,
         ref_min_score=record["random_return"],
         ref_max_score=record["snapshots"][lv["expert"]]["return"],
         algorithm_name=f"sftlib SAC behaviour ({level})",
@@ -202,12 +217,18 @@ def create_dataset(
     """Store ``episodes`` as the local Minari dataset ``dataset_id`` with its reference
     scores (``jax``-free: built from episode buffers)."""
     if dataset_id in minari.list_local_datasets():
-        raise DatasetError(f"dataset {dataset_id!r} exists already; Minari ids are never overwritten")
+        raise DatasetError(
+            f"dataset {dataset_id!r} exists already; Minari ids are never overwritten"
+        )
     if not ref_max_score > ref_min_score:
-        raise ValueError(f"ref_max_score ({ref_max_score}) must exceed ref_min_score ({ref_min_score})")
+        raise ValueError(
+            f"ref_max_score ({ref_max_score}) must exceed ref_min_score ({ref_min_score})"
+        )
     with warnings.catch_warnings():
         # Minari nags about optional provenance fields (author, permalink, eval env).
-        warnings.filterwarnings("ignore", message=r"`(code_permalink|author|author_email|eval_env)`")
+        warnings.filterwarnings(
+            "ignore", message=r"`(code_permalink|author|author_email|eval_env)`"
+        )
         return minari.create_dataset_from_buffers(
             dataset_id=dataset_id,
             buffer=episodes,
@@ -220,7 +241,9 @@ def create_dataset(
         )
 
 
-def make_datasets(env_id: str, levels: list[str] | tuple[str, ...] = LEVELS, **kw) -> dict[str, str]:
+def make_datasets(
+    env_id: str, levels: list[str] | tuple[str, ...] = LEVELS, **kw
+) -> dict[str, str]:
     """Make several levels; returns ``{level: dataset_id}``."""
     out = {}
     for level in tqdm(levels, desc=f"datasets {env_id}", disable=not kw.get("progress", True)):
@@ -239,6 +262,13 @@ def ensure_dataset(dataset_id: str) -> minari.MinariDataset:
 
 
 __all__ = [
-    "LEVELS", "behaviour_record", "collect", "create_dataset", "dataset_id_for", "ensure_dataset",
-    "make_dataset", "make_datasets", "rollouts",
+    "LEVELS",
+    "behaviour_record",
+    "collect",
+    "create_dataset",
+    "dataset_id_for",
+    "ensure_dataset",
+    "make_dataset",
+    "make_datasets",
+    "rollouts",
 ]

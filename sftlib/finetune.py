@@ -82,8 +82,11 @@ def load_learner(pretrained: dict[str, Any], device: torch.device) -> Agent:
     state = pretrained["agent"]
     cls = agent_class(state["algo"])
     agent = cls(
-        state["obs_dim"], state["act_dim"], build_config(cls.config_cls, state["config"]),
-        Normalizer.from_state_dict(state["normalizer"]), device,
+        state["obs_dim"],
+        state["act_dim"],
+        build_config(cls.config_cls, state["config"]),
+        Normalizer.from_state_dict(state["normalizer"]),
+        device,
     )
     # A copy: optimiser state loaded on CPU shares tensors with the dict it came from.
     agent.load_state_dict(copy.deepcopy(state))
@@ -144,8 +147,9 @@ class FineTuner:
         self.rng = seed_everything(config.seed)
         self.device = resolve_device(config.device)
         self.offline = transitions(ds)
-        self.online = ReplayBuffer(self.info.obs_dim, self.info.act_dim,
-                                   min(config.buffer_size, config.online_steps))
+        self.online = ReplayBuffer(
+            self.info.obs_dim, self.info.act_dim, min(config.buffer_size, config.online_steps)
+        )
         self.offline_state = pretrained["agent"]
         self.learner = load_learner(pretrained, self.device)
         self.anchor = self.learner.snapshot() if self.variant.composite else None
@@ -153,10 +157,20 @@ class FineTuner:
         self.evaluator = ComprehensiveEvaluator(self.sft.mc_episodes, self.learner.config.discount)
         self.monitor = StabilityMonitor(self.sft.drift_tol, self.sft.patience)
         self.fqe: dict[str, FQE] = {}
-        if self.variant.composite and self.variant.ope is not None and self.estimator in ("fqe", "cpe"):
+        if (
+            self.variant.composite
+            and self.variant.ope is not None
+            and self.estimator in ("fqe", "cpe")
+        ):
             self.fqe = {
-                p: FQE(self.learner.critic, self.learner.normalizer, self.learner.config.discount,
-                       self.learner.config.tau, self.sft.fqe_lr, self.device)
+                p: FQE(
+                    self.learner.critic,
+                    self.learner.normalizer,
+                    self.learner.config.discount,
+                    self.learner.config.tau,
+                    self.sft.fqe_lr,
+                    self.device,
+                )
                 for p in ("anchor", "learner")
             }
         self.probe: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -177,10 +191,12 @@ class FineTuner:
         o = torch.as_tensor(obs, dtype=torch.float32)
         if not self.variant.composite:
             return self.learner.policy_action(o[None], deterministic)[0].cpu().numpy(), "learner"
-        cands = torch.cat([
-            self.anchor.policy_action(o[None], deterministic),
-            self.learner.policy_action(o[None], deterministic),
-        ])
+        cands = torch.cat(
+            [
+                self.anchor.policy_action(o[None], deterministic),
+                self.learner.policy_action(o[None], deterministic),
+            ]
+        )
         rule = "argmax" if deterministic else self.sft.selection_rule
         action, idx, _ = select_action(o, cands, self.selector, rule, self.sft.beta)
         return action.cpu().numpy(), ("anchor", "learner")[idx]
@@ -189,8 +205,10 @@ class FineTuner:
     def evaluate_policies(self, current_start: np.ndarray):
         """The comprehensive evaluation of anchor and learner: ``(J per policy, Estimates)``."""
         est = self.evaluator.estimate(
-            {"anchor": self.anchor, "learner": self.learner}, [self.anchor, self.learner],
-            current_start, self.fqe or None,
+            {"anchor": self.anchor, "learner": self.learner},
+            [self.anchor, self.learner],
+            current_start,
+            self.fqe or None,
         )
         return est.combine(self.estimator, self.sft.kappa), est
 
@@ -208,16 +226,27 @@ class FineTuner:
 
     def stability_check(self, current_start: np.ndarray) -> None:
         drift = self.monitor.check(self.probe_values())
-        row = {"step": self.s.step, "drift": drift, "calm": self.monitor.calm,
-               "j_anchor": None, "j_learner": None, "verdict": "unstable"}
+        row = {
+            "step": self.s.step,
+            "drift": drift,
+            "calm": self.monitor.calm,
+            "j_anchor": None,
+            "j_learner": None,
+            "verdict": "unstable",
+        }
         if self.monitor.calm_enough:
             j, _ = self.evaluate_policies(current_start)
             row.update(j_anchor=j["anchor"], j_learner=j["learner"])
             if passes(j["learner"], j["anchor"], self.sft.margin):
                 row["verdict"] = "stable"
                 self.s.stable = True
-                self.s.events.append({"step": self.s.step, "event": "switch",
-                                      "detail": f"J(L)={j['learner']:.2f} J(A)={j['anchor']:.2f}"})
+                self.s.events.append(
+                    {
+                        "step": self.s.step,
+                        "event": "switch",
+                        "detail": f"J(L)={j['learner']:.2f} J(A)={j['anchor']:.2f}",
+                    }
+                )
             else:
                 row["verdict"] = "worse"
         self.s.checks.append(row)
@@ -235,12 +264,19 @@ class FineTuner:
             self.anchor = self.learner.snapshot()
             if self.fqe:
                 self.fqe["anchor"] = self.fqe["learner"].copy()
-            self.s.events.append({"step": self.s.step, "event": "anchor_update",
-                                  "detail": f"J(L)={j['learner']:.2f} > J(A)={j['anchor']:.2f}"})
+            self.s.events.append(
+                {
+                    "step": self.s.step,
+                    "event": "anchor_update",
+                    "detail": f"J(L)={j['learner']:.2f} > J(A)={j['anchor']:.2f}",
+                }
+            )
         self.learner.reset_networks(self.sft.reset_scope, self.sft.shrink_alpha, self.offline_state)
         self.monitor.restart()
         self.s.stable = False
-        self.s.events.append({"step": self.s.step, "event": "reset", "detail": self.sft.reset_scope})
+        self.s.events.append(
+            {"step": self.s.step, "event": "reset", "detail": self.sft.reset_scope}
+        )
 
     def evaluate(self) -> dict[str, float]:
         """Executed (composite, deterministic) and learner-alone scores; never used for decisions."""
@@ -292,7 +328,9 @@ class FineTuner:
         self.s = _State(**ckpt["state"])
 
     # --- the loop -------------------------------------------------------------------------------
-    def run(self, progress: bool = True, checkpoint: dict[str, Any] | None = None) -> FinetuneResult:
+    def run(
+        self, progress: bool = True, checkpoint: dict[str, Any] | None = None
+    ) -> FinetuneResult:
         """Fine-tune to the end; ``checkpoint`` (or ``out_dir/checkpoint.pt``) resumes."""
         cfg, sft, v = self.config, self.sft, self.variant
         if checkpoint is None and (self.out / STATE).exists():
@@ -305,25 +343,42 @@ class FineTuner:
             self.s.evals.append(self.evaluate())
         t0 = time.perf_counter() - self.s.elapsed
         ep_start, ep_rewards, ep_who = obs, [], []
-        bar = tqdm(range(self.s.step + 1, cfg.online_steps + 1), desc=f"finetune {sft.variant}",
-                   disable=not progress, initial=self.s.step, total=cfg.online_steps)
+        bar = tqdm(
+            range(self.s.step + 1, cfg.online_steps + 1),
+            desc=f"finetune {sft.variant}",
+            disable=not progress,
+            initial=self.s.step,
+            total=cfg.online_steps,
+        )
         for step in bar:
             self.s.step = step
             action, who = self.act(obs, deterministic=False)
-            next_obs, reward, term, trunc, _ = self.env.step(to_env_action(action, self.env.action_space))
+            next_obs, reward, term, trunc, _ = self.env.step(
+                to_env_action(action, self.env.action_space)
+            )
             # Time-limit truncation is not termination: only `term` stops bootstrapping.
             self.online.add(obs, action, reward, next_obs, term)
             ep_rewards.append(float(reward))
             ep_who.append(who)
 
             for _ in range(cfg.utd_ratio):
-                batch = sample_mixed(self.offline, self.online, self.learner.config.batch_size,
-                                     cfg.offline_ratio, self.rng)
+                batch = sample_mixed(
+                    self.offline,
+                    self.online,
+                    self.learner.config.batch_size,
+                    cfg.offline_ratio,
+                    self.rng,
+                )
                 self.s.log(self.learner.update(batch, online=True))
             if self.fqe and step % sft.fqe_every == 0:
                 for name, policy in (("anchor", self.anchor), ("learner", self.learner)):
-                    batch = sample_mixed(self.offline, self.online, self.learner.config.batch_size,
-                                         cfg.offline_ratio, self.rng)
+                    batch = sample_mixed(
+                        self.offline,
+                        self.online,
+                        self.learner.config.batch_size,
+                        cfg.offline_ratio,
+                        self.rng,
+                    )
                     self.s.log({f"fqe/loss_{name}": self.fqe[name].update(batch, policy)})
             if v.composite and v.switch and not self.s.stable and step % sft.check_every == 0:
                 self.stability_check(ep_start)
@@ -334,7 +389,9 @@ class FineTuner:
                 row = {"step": step, **self.s.flush(), "sft/stable": float(self.s.stable)}
                 if v.composite and v.ope is not None:
                     j, est = self.evaluate_policies(ep_start)
-                    row.update({"ope/J_anchor": j["anchor"], "ope/J_learner": j["learner"], **est.flat()})
+                    row.update(
+                        {"ope/J_anchor": j["anchor"], "ope/J_learner": j["learner"], **est.flat()}
+                    )
                 self.s.train.append(row)
                 bar.set_postfix(score=f"{self.s.evals[-1]['executed_score']:.1f}")
 
@@ -381,7 +438,9 @@ class FineTuner:
 
 
 def _result(out: Path, summary: dict) -> FinetuneResult:
-    return FinetuneResult(out, summary, pd.read_csv(out / "eval.csv"), pd.read_csv(out / "events.csv"))
+    return FinetuneResult(
+        out, summary, pd.read_csv(out / "eval.csv"), pd.read_csv(out / "events.csv")
+    )
 
 
 def finetune(config: FinetuneConfig, out_dir: str | Path, progress: bool = True) -> FinetuneResult:

@@ -1167,21 +1167,45 @@ def plot_finetune_run(
     with _style():
         fig, ax = plt.subplots(figsize=(6.0, 3.6))
         color = variant_color("sft")
-        ax.plot(curve["step"], curve["executed_score"], color=color, marker="o", ms=3,
-                label="executed policy")
-        ax.plot(curve["step"], curve["learner_score"], color=color, linestyle="--", alpha=0.7,
-                label="learner alone")
-        ax.axhline(curve["executed_score"].iloc[0], color="0.5", linewidth=0.8,
-                   label="offline policy")
+        ax.plot(
+            curve["step"],
+            curve["executed_score"],
+            color=color,
+            marker="o",
+            ms=3,
+            label="executed policy",
+        )
+        ax.plot(
+            curve["step"],
+            curve["learner_score"],
+            color=color,
+            linestyle="--",
+            alpha=0.7,
+            label="learner alone",
+        )
+        ax.axhline(
+            curve["executed_score"].iloc[0], color="0.5", linewidth=0.8, label="offline policy"
+        )
         for step in events.loc[events["event"] == "reset", "step"]:
             ax.axvline(step, color="0.3", linestyle=":", linewidth=1.2)
         switches = events.loc[events["event"] == "switch", "step"].to_numpy()
-        ax.scatter(switches, np.full(len(switches), 0.97), transform=ax.get_xaxis_transform(),
-                   marker="v", s=40, color=color, edgecolor="black", linewidth=0.4,
-                   clip_on=False, zorder=3)
+        ax.scatter(
+            switches,
+            np.full(len(switches), 0.97),
+            transform=ax.get_xaxis_transform(),
+            marker="v",
+            s=40,
+            color=color,
+            edgecolor="black",
+            linewidth=0.4,
+            clip_on=False,
+            zorder=3,
+        )
         handles, labels = ax.get_legend_handles_labels()
-        handles += [Line2D([], [], color="0.3", linestyle=":"),
-                    Line2D([], [], marker="v", linestyle="", color=color, markeredgecolor="black")]
+        handles += [
+            Line2D([], [], color="0.3", linestyle=":"),
+            Line2D([], [], marker="v", linestyle="", color=color, markeredgecolor="black"),
+        ]
         labels += ["reset", "switch to learner's critic"]
         ax.legend(handles, labels, fontsize=8, loc="lower left")
         ax.set(xlabel="environment steps (online)", ylabel="normalised score (0-100)")

@@ -133,6 +133,7 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, progress: bool = True)
                     "evals": evals,
                     "train": train_rows,
                     "elapsed": time.perf_counter() - t0,
+                    "config": comparable_config(config),
                 },
             )
     wall = time.perf_counter() - t0
@@ -157,7 +158,8 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, progress: bool = True)
         "algo": config.algo,
         "dataset_id": config.dataset_id,
         "seed": config.seed,
-        "env_id": info.env_id, "config": comparable_config(config),
+        "env_id": info.env_id,
+        "config": comparable_config(config),
     }
     atomic_write_json(out / SUMMARY, summary)
     (out / STATE).unlink(missing_ok=True)

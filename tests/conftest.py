@@ -44,8 +44,14 @@ def pendulum_dataset(minari_store):
 
     episodes = rollouts(PENDULUM, noisy(pendulum_expert, 0.2, 0), 6_000, seed=0, first_id=0)
     ref_max = float(evaluate_policy(pendulum_expert, PENDULUM, 5, seed=123).mean())
-    return create_dataset(PENDULUM_ID, PENDULUM, episodes, ref_min_score=-1230.0,
-                          ref_max_score=ref_max, description="test dataset")
+    return create_dataset(
+        PENDULUM_ID,
+        PENDULUM,
+        episodes,
+        ref_min_score=-1230.0,
+        ref_max_score=ref_max,
+        description="test dataset",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +63,18 @@ def pretrained_dirs(pendulum_dataset, tmp_path_factory):
     out = {}
     for algo in ("iql", "td3bc"):
         d = tmp_path_factory.mktemp(f"pretrain-{algo}")
-        pretrain(PretrainConfig(dataset_id=PENDULUM_ID, algo=algo, offline_steps=300, eval_every=300,
-                                eval_episodes=2, hidden=(32, 32), batch_size=64), d, progress=False)
+        pretrain(
+            PretrainConfig(
+                dataset_id=PENDULUM_ID,
+                algo=algo,
+                offline_steps=300,
+                eval_every=300,
+                eval_episodes=2,
+                hidden=(32, 32),
+                batch_size=64,
+            ),
+            d,
+            progress=False,
+        )
         out[algo] = d
     return out

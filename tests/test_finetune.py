@@ -14,8 +14,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import PENDULUM_ID
 
+from conftest import PENDULUM_ID
 from sftlib.buffer import ReplayBuffer, sample_mixed
 from sftlib.checkpoint import load_pretrained
 from sftlib.config import PretrainConfig, finetune_config
@@ -29,9 +29,21 @@ RUN_FILES = ("eval.csv", "events.csv", "checks.csv", "train.csv")
 
 
 def params(pretrain_dir, **kw):
-    base = dict(pretrain_dir=str(pretrain_dir), online_steps=600, eval_every=200, eval_episodes=2,
-                check_every=50, patience=1, reset_every=250, reset_start=250, probe_size=32,
-                mc_episodes=3, checkpoint_every=200, threads=1, seed=3)
+    base = dict(
+        pretrain_dir=str(pretrain_dir),
+        online_steps=600,
+        eval_every=200,
+        eval_episodes=2,
+        check_every=50,
+        patience=1,
+        reset_every=250,
+        reset_start=250,
+        probe_size=32,
+        mc_episodes=3,
+        checkpoint_every=200,
+        threads=1,
+        seed=3,
+    )
     return {**base, **kw}
 
 
@@ -51,18 +63,27 @@ def plain_finetune(pretrain_dir, steps, seed, offline_ratio, utd):
         nxt, r, term, trunc, _ = env.step(to_env_action(a, env.action_space))
         online.add(obs, a, r, nxt, term)
         for _ in range(utd):
-            agent.update(sample_mixed(offline, online, agent.config.batch_size, offline_ratio, rng),
-                         online=True)
+            agent.update(
+                sample_mixed(offline, online, agent.config.batch_size, offline_ratio, rng),
+                online=True,
+            )
         obs = env.reset()[0] if term or trunc else nxt
-    score = info.normalize(evaluate_policy(lambda o: agent.act(o, True), info.env_id, 2,
-                                           eval_seed(seed))).mean()
+    score = info.normalize(
+        evaluate_policy(lambda o: agent.act(o, True), info.env_id, 2, eval_seed(seed))
+    ).mean()
     return agent, score
 
 
 @pytest.mark.parametrize("algo", ["iql", "td3bc"])
 def test_direct_equals_plain_base_algorithm_finetuning(pretrained_dirs, tmp_path, algo):
-    p = params(pretrained_dirs[algo], variant="direct", online_steps=300, eval_every=300,
-               offline_ratio=0.5, utd_ratio=2)
+    p = params(
+        pretrained_dirs[algo],
+        variant="direct",
+        online_steps=300,
+        eval_every=300,
+        offline_ratio=0.5,
+        utd_ratio=2,
+    )
     ft = FineTuner(finetune_config(p), tmp_path)
     res = ft.run(progress=False)
     agent, score = plain_finetune(pretrained_dirs[algo], 300, 3, 0.5, 2)
@@ -87,15 +108,25 @@ def _summary_without_time(d: Path) -> dict:
 @pytest.mark.parametrize("variant", ["sft", "pex"])
 def test_same_seed_gives_bit_identical_metrics(pretrained_dirs, tmp_path, variant):
     for name in ("a", "b"):
-        finetune(finetune_config(params(pretrained_dirs["iql"], variant=variant)), tmp_path / name,
-                 progress=False)
+        finetune(
+            finetune_config(params(pretrained_dirs["iql"], variant=variant)),
+            tmp_path / name,
+            progress=False,
+        )
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
     assert _summary_without_time(tmp_path / "a") == _summary_without_time(tmp_path / "b")
 
 
 def test_pretraining_is_bit_reproducible(pendulum_dataset, tmp_path):
-    cfg = PretrainConfig(dataset_id=PENDULUM_ID, algo="td3bc", offline_steps=100, eval_every=50,
-                         eval_episodes=1, hidden=(16, 16), batch_size=32)
+    cfg = PretrainConfig(
+        dataset_id=PENDULUM_ID,
+        algo="td3bc",
+        offline_steps=100,
+        eval_every=50,
+        eval_episodes=1,
+        hidden=(16, 16),
+        batch_size=32,
+    )
     for name in ("a", "b"):
         pretrain(cfg, tmp_path / name, progress=False)
     for f in ("eval.csv", "train.csv"):
@@ -118,7 +149,9 @@ else:
 def _run_and_kill(tmp_path, kind: str, args: dict, out: Path, wait_for_checkpoints: int) -> None:
     """Start a run in a subprocess and SIGKILL it once it has written checkpoints."""
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, kind, str(out), repr(args)], env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, kind, str(out), repr(args)], env=env
+    )
     ckpt, seen, last = out / "checkpoint.pt", 0, None
     deadline = time.time() + 120
     while seen < wait_for_checkpoints and time.time() < deadline and proc.poll() is None:
@@ -144,8 +177,16 @@ def test_finetune_killed_mid_run_resumes_to_identical_metrics(pretrained_dirs, t
 
 @pytest.mark.slow
 def test_pretrain_killed_mid_run_resumes_to_identical_metrics(pendulum_dataset, tmp_path):
-    args = dict(dataset_id=PENDULUM_ID, algo="iql", offline_steps=3000, eval_every=100,
-                eval_episodes=1, hidden=(32, 32), batch_size=64, checkpoint_every=100)
+    args = dict(
+        dataset_id=PENDULUM_ID,
+        algo="iql",
+        offline_steps=3000,
+        eval_every=100,
+        eval_episodes=1,
+        hidden=(32, 32),
+        batch_size=64,
+        checkpoint_every=100,
+    )
     pretrain(PretrainConfig(**args), tmp_path / "whole", progress=False)
     _run_and_kill(tmp_path, "pretrain", args, tmp_path / "killed", wait_for_checkpoints=3)
     pretrain(PretrainConfig(**args), tmp_path / "killed", progress=False)
@@ -170,8 +211,12 @@ def test_a_checkpoint_from_other_parameters_is_refused(pretrained_dirs, tmp_path
 
 
 def test_time_limit_truncation_is_not_termination(pretrained_dirs, tmp_path):
-    ft = FineTuner(finetune_config(params(pretrained_dirs["iql"], variant="direct",
-                                          online_steps=250, eval_every=250)), tmp_path)
+    ft = FineTuner(
+        finetune_config(
+            params(pretrained_dirs["iql"], variant="direct", online_steps=250, eval_every=250)
+        ),
+        tmp_path,
+    )
     ft.run(progress=False)
     # Pendulum only ever truncates (at 200 steps): no stored transition may be terminal.
     assert ft.online.size == 250 and not np.any(ft.online.terminals[:250])

@@ -21,9 +21,17 @@ def test_iql_on_expert_pendulum_data_beats_random_by_a_clear_margin(pendulum_dat
         evaluate_policy(lambda o: from_env_action(space.sample(), space), PENDULUM, 5, eval_seed(0))
     ).mean()
     result = pretrain(
-        PretrainConfig(dataset_id=PENDULUM_ID, algo="iql", offline_steps=3000, eval_every=3000,
-                       eval_episodes=5, hidden=(64, 64), batch_size=256),
-        tmp_path, progress=False,
+        PretrainConfig(
+            dataset_id=PENDULUM_ID,
+            algo="iql",
+            offline_steps=3000,
+            eval_every=3000,
+            eval_episodes=5,
+            hidden=(64, 64),
+            batch_size=256,
+        ),
+        tmp_path,
+        progress=False,
     )
     # Each Pendulum episode either swings up (about 100) or not (about 0), so a 5-episode mean
     # is coarse; 25 points over random is two more successful swing-ups than chance gives.

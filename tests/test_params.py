@@ -241,8 +241,9 @@ def test_invalid_input_names_file_and_key(files, study_text, key, expect):
 
 def test_error_in_base_names_base(files):
     paths = files(base=BASE.replace("reset_every: 50", "reset_every: -5"), study="study: s\n")
-    assert f"{paths[0]}: finetune.reset_every: reset_every must be a positive number" in error(
-        paths
+    assert (
+        f"{paths[0]}: finetune.reset_every: reset_every must be a positive integer, got -5"
+        in error(paths)
     )
 
 

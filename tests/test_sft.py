@@ -26,9 +26,19 @@ from sftlib.sft import (
 
 
 def tuner(pretrained_dirs, tmp_path, algo="iql", **params) -> FineTuner:
-    base = dict(pretrain_dir=str(pretrained_dirs[algo]), online_steps=400, eval_every=400,
-                eval_episodes=1, check_every=50, patience=1, reset_every=200, reset_start=200,
-                probe_size=32, mc_episodes=3, threads=1)
+    base = dict(
+        pretrain_dir=str(pretrained_dirs[algo]),
+        online_steps=400,
+        eval_every=400,
+        eval_episodes=1,
+        check_every=50,
+        patience=1,
+        reset_every=200,
+        reset_start=200,
+        probe_size=32,
+        mc_episodes=3,
+        threads=1,
+    )
     return FineTuner(finetune_config({**base, **params}), tmp_path)
 
 
@@ -58,7 +68,9 @@ def test_softmax_selection_samples_with_softmax_probabilities():
     assert np.mean(picks) == pytest.approx(0.75, abs=0.03)
 
 
-def test_before_switch_the_anchor_critic_decides_after_it_the_learner_critic(pretrained_dirs, tmp_path):
+def test_before_switch_the_anchor_critic_decides_after_it_the_learner_critic(
+    pretrained_dirs, tmp_path
+):
     ft = tuner(pretrained_dirs, tmp_path, variant="sft")
     # The two critics disagree: the anchor's prefers candidate 0, the learner's candidate 1.
     ft.anchor.q_values = FixedCritic([1.0, 0.0]).q_values
@@ -107,7 +119,9 @@ def test_stability_monitor_counts_consecutive_calm_checks_and_restarts():
 
 
 @pytest.mark.parametrize(("j_learner", "expect"), [(-104.0, True), (-106.0, False)])
-def test_switch_needs_calm_critic_and_a_passing_evaluation(pretrained_dirs, tmp_path, j_learner, expect):
+def test_switch_needs_calm_critic_and_a_passing_evaluation(
+    pretrained_dirs, tmp_path, j_learner, expect
+):
     ft = tuner(pretrained_dirs, tmp_path, variant="sft", margin=0.05, patience=1)
     ft.evaluate_policies = lambda start: ({"anchor": -100.0, "learner": j_learner}, None)
     ft.probe_values = lambda: torch.tensor([50.0, 50.0])  # a critic that does not move
@@ -136,7 +150,9 @@ def _params(module):
 
 
 @pytest.mark.parametrize("learner_better", [True, False])
-def test_reset_reinitialises_the_scope_and_keeps_the_better_anchor(pretrained_dirs, tmp_path, learner_better):
+def test_reset_reinitialises_the_scope_and_keeps_the_better_anchor(
+    pretrained_dirs, tmp_path, learner_better
+):
     ft = tuner(pretrained_dirs, tmp_path, variant="sft", reset_scope="last")
     # Train the learner a little so that it differs from the anchor and has optimiser state.
     for _ in range(5):
@@ -204,7 +220,8 @@ def test_combined_estimate_matches_hand_computation():
     est = Estimates(
         q={"anchor": np.array([10.0, 20.0]), "learner": np.array([12.0, 18.0])},
         fqe={"anchor": np.array([8.0]), "learner": np.array([6.0])},
-        mc={"anchor": 4.0, "learner": 6.0}, mc_acting=5.0,
+        mc={"anchor": 4.0, "learner": 6.0},
+        mc_acting=5.0,
         exec_share={"anchor": 0.25, "learner": 0.75},
     )
     # q corrected as above; fqe acting = .25*8 + .75*6 = 6.5, bias 1.5 -> A 6.5, L 4.5.
@@ -254,8 +271,11 @@ def test_fqe_converges_to_the_value_of_a_tiny_mdp():
     n = 256
     s = rng.integers(0, 2, n).astype(np.float32)
     buf = ReplayBuffer.from_arrays(
-        obs=s[:, None], actions=rng.uniform(-1, 1, (n, 1)).astype(np.float32),
-        rewards=s.copy(), next_obs=np.ones((n, 1), np.float32), terminals=s.copy(),
+        obs=s[:, None],
+        actions=rng.uniform(-1, 1, (n, 1)).astype(np.float32),
+        rewards=s.copy(),
+        next_obs=np.ones((n, 1), np.float32),
+        terminals=s.copy(),
     )
     policy = make_agent("td3bc", 1, 1, {"hidden": (16, 16)})
     fqe = FQE(EnsembleQ(1, 1, (32, 32), 2), Normalizer.identity(1), discount=0.9, tau=0.05, lr=3e-3)
@@ -274,8 +294,15 @@ def test_fqe_is_trained_only_when_the_estimator_needs_it(pretrained_dirs, tmp_pa
 
 def test_every_variant_runs_end_to_end(pretrained_dirs, tmp_path):
     for variant in VARIANTS:
-        ft = tuner(pretrained_dirs, tmp_path / variant, variant=variant, online_steps=200,
-                   eval_every=100, reset_every=100, reset_start=100)
+        ft = tuner(
+            pretrained_dirs,
+            tmp_path / variant,
+            variant=variant,
+            online_steps=200,
+            eval_every=100,
+            reset_every=100,
+            reset_start=100,
+        )
         res = ft.run(progress=False)
         assert list(res.curve["step"]) == [0, 100, 200]
         assert np.isfinite(res.curve["executed_score"]).all()

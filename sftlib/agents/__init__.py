@@ -19,8 +19,9 @@ def agent_class(algo: str) -> type[Agent]:
         raise ValueError(f"unknown algorithm {algo!r}; known: {sorted(AGENTS)}") from None
 
 
-def make_agent(algo: str, obs_dim: int, act_dim: int, config: dict | AgentConfig | None = None,
-               **kwargs) -> Agent:
+def make_agent(
+    algo: str, obs_dim: int, act_dim: int, config: dict | AgentConfig | None = None, **kwargs
+) -> Agent:
     """Build an agent by name; ``config`` may be a dict of its config fields."""
     cls = agent_class(algo)
     if isinstance(config, dict):
@@ -38,6 +39,18 @@ def build_config(cls: type[AgentConfig], values: dict) -> AgentConfig:
 
 
 __all__ = [
-    "AGENTS", "RESET_SCOPES", "Agent", "AgentConfig", "IQL", "IQLConfig", "SAC", "SACConfig",
-    "TD3BC", "TD3BCConfig", "agent_class", "build_config", "expectile_loss", "make_agent",
+    "AGENTS",
+    "RESET_SCOPES",
+    "Agent",
+    "AgentConfig",
+    "IQL",
+    "IQLConfig",
+    "SAC",
+    "SACConfig",
+    "TD3BC",
+    "TD3BCConfig",
+    "agent_class",
+    "build_config",
+    "expectile_loss",
+    "make_agent",
 ]

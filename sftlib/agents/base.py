@@ -94,7 +94,8 @@ class Agent:
 
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {
-            k: torch.optim.Adam(m.parameters(), lr=self.config.lr) for k, m in self.modules().items()
+            k: torch.optim.Adam(m.parameters(), lr=self.config.lr)
+            for k, m in self.modules().items()
         }
 
     def update(self, batch: Batch, online: bool) -> dict[str, float]:  # pragma: no cover
@@ -155,9 +156,13 @@ class Agent:
         if scope == "offline":
             if offline_state is None:
                 raise ValueError("reset_scope='offline' needs the offline checkpoint state")
-            source = {k: self._module_from_state(k, sd) for k, sd in offline_state["modules"].items()}
+            source = {
+                k: self._module_from_state(k, sd) for k, sd in offline_state["modules"].items()
+            }
         else:
-            fresh = type(self)(self.obs_dim, self.act_dim, self.config, self.normalizer, self.device)
+            fresh = type(self)(
+                self.obs_dim, self.act_dim, self.config, self.normalizer, self.device
+            )
             source = fresh.modules()
         with torch.no_grad():
             for k, module in self.modules().items():
@@ -175,7 +180,10 @@ class Agent:
     def _last_layers(module: nn.Module, source: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
         """Output layer of ``module`` (one per ensemble member) paired with ``source``'s."""
         if hasattr(module, "members"):
-            return [(last_linear(m), last_linear(s)) for m, s in zip(module.members, source.members, strict=True)]
+            return [
+                (last_linear(m), last_linear(s))
+                for m, s in zip(module.members, source.members, strict=True)
+            ]
         pairs = [(last_linear(module), last_linear(source))]
         if getattr(module, "log_std", None) is not None:
             pairs.append((_ParamHolder(module.log_std), _ParamHolder(source.log_std)))
@@ -233,5 +241,3 @@ class _ParamHolder(nn.Module):
     def __init__(self, p: nn.Parameter) -> None:
         super().__init__()
         self.p = p
-
-

@@ -63,7 +63,9 @@ class TD3BC(Agent):
         obs, next_obs = self.norm(b.obs), self.norm(b.next_obs)
 
         with torch.no_grad():
-            noise = (torch.randn_like(b.actions) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
+            noise = (torch.randn_like(b.actions) * c.policy_noise).clamp(
+                -c.noise_clip, c.noise_clip
+            )
             next_a = (self.targets["actor"](next_obs) + noise).clamp(-1.0, 1.0)
             next_q = self.targets["critic"](next_obs, next_a).min(0).values
             target = b.rewards + c.discount * (1.0 - b.terminals) * next_q
