@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sftlib.agents import Agent, agent_class, build_config
-from sftlib.buffer import Normalizer, ReplayBuffer, sample_mixed
+from sftlib.buffer import Batch, Normalizer, ReplayBuffer, sample_mixed
 from sftlib.checkpoint import (
     STATE,
     SUMMARY,
@@ -201,6 +201,16 @@ class FineTuner:
         action, idx, _ = select_action(o, cands, self.selector, rule, self.sft.beta)
         return action.cpu().numpy(), ("anchor", "learner")[idx]
 
+    def sample_batch(self) -> Batch:
+        """A training batch mixing offline and online transitions (``offline_ratio``)."""
+        return sample_mixed(
+            self.offline,
+            self.online,
+            self.learner.config.batch_size,
+            self.config.offline_ratio,
+            self.rng,
+        )
+
     # --- mechanisms ------------------------------------------------------------------------
     def evaluate_policies(self, current_start: np.ndarray):
         """The comprehensive evaluation of anchor and learner: ``(J per policy, Estimates)``."""
@@ -362,24 +372,11 @@ class FineTuner:
             ep_who.append(who)
 
             for _ in range(cfg.utd_ratio):
-                batch = sample_mixed(
-                    self.offline,
-                    self.online,
-                    self.learner.config.batch_size,
-                    cfg.offline_ratio,
-                    self.rng,
-                )
-                self.s.log(self.learner.update(batch, online=True))
+                self.s.log(self.learner.update(self.sample_batch(), online=True))
             if self.fqe and step % sft.fqe_every == 0:
                 for name, policy in (("anchor", self.anchor), ("learner", self.learner)):
-                    batch = sample_mixed(
-                        self.offline,
-                        self.online,
-                        self.learner.config.batch_size,
-                        cfg.offline_ratio,
-                        self.rng,
-                    )
-                    self.s.log({f"fqe/loss_{name}": self.fqe[name].update(batch, policy)})
+                    loss = self.fqe[name].update(self.sample_batch(), policy)
+                    self.s.log({f"fqe/loss_{name}": loss})
             if v.composite and v.switch and not self.s.stable and step % sft.check_every == 0:
                 self.stability_check(ep_start)
             if v.reset and step >= sft.reset_start and step % sft.reset_every == 0:
