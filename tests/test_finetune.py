@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PENDULUM_ID
 from sftlib.buffer import ReplayBuffer, sample_mixed
 from sftlib.checkpoint import load_pretrained
 from sftlib.config import PretrainConfig, finetune_config
@@ -24,6 +23,8 @@ from sftlib.evaluation import evaluate_policy, to_env_action
 from sftlib.finetune import FineTuner, finetune, load_learner
 from sftlib.pretrain import eval_seed, pretrain
 from sftlib.utils import seed_everything
+
+from conftest import PENDULUM_ID
 
 RUN_FILES = ("eval.csv", "events.csv", "checks.csv", "train.csv")
 

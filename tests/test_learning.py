@@ -5,11 +5,12 @@ from __future__ import annotations
 import gymnasium as gym
 import pytest
 
-from conftest import PENDULUM, PENDULUM_ID
 from sftlib.config import PretrainConfig
 from sftlib.data import dataset_info, load_dataset
 from sftlib.evaluation import evaluate_policy, from_env_action
 from sftlib.pretrain import eval_seed, pretrain
+
+from conftest import PENDULUM, PENDULUM_ID
 
 
 @pytest.mark.slow
