@@ -37,18 +37,7 @@ from rliable import library as rly
 from rliable import metrics as rly_metrics
 
 from sftlib import results
-
-VARIANT_ORDER = (
-    "sft",
-    "sft-noswitch",
-    "sft-q",
-    "sft-mc",
-    "sft-fqe",
-    "sft-noreset",
-    "pex",
-    "direct",
-)
-"""Display order of the variants of the SFT spec (full method first, baselines last)."""
+from sftlib.results import VARIANT_ORDER
 
 BASELINES = ("direct", "pex")
 """Variants that are baselines rather than SFT ablations."""

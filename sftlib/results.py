@@ -59,6 +59,18 @@ SUMMARY_KEYS = (
 )
 """Keys every fine-tuning ``summary.json`` holds (the contract with the sweep runner)."""
 
+VARIANT_ORDER = (
+    "sft",
+    "sft-noswitch",
+    "sft-q",
+    "sft-mc",
+    "sft-fqe",
+    "sft-noreset",
+    "pex",
+    "direct",
+)
+"""Display order of the variants of the SFT spec (full method first, baselines last)."""
+
 RUN_KEYS = ["study", "dataset", "algo", "variant", "seed"]
 """Columns identifying one fine-tuning run in every table of this module."""
 

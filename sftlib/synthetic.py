@@ -20,21 +20,12 @@ import numpy as np
 import pandas as pd
 
 from sftlib.metrics import stability_metrics
-from sftlib.results import PRETRAIN_DIR, SYNTHETIC_MARKER, slugify
+from sftlib.results import PRETRAIN_DIR, SYNTHETIC_MARKER, VARIANT_ORDER, slugify
 from sftlib.utils import atomic_write_text
 
 DEFAULT_DATASETS = ("local/hopper-medium-v0", "local/walker2d-medium-v0")
 DEFAULT_ALGOS = ("iql", "td3bc")
-DEFAULT_VARIANTS = (
-    "direct",
-    "pex",
-    "sft",
-    "sft-noswitch",
-    "sft-q",
-    "sft-mc",
-    "sft-fqe",
-    "sft-noreset",
-)
+DEFAULT_VARIANTS = VARIANT_ORDER
 
 # Per variant: (dip factor, gain factor, fraction of the learner's reset drop that reaches the
 # executed policy, has switch events, has resets, switch delay as a fraction of the run).

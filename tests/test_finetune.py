@@ -156,8 +156,10 @@ def _run_and_kill(tmp_path, kind: str, args: dict, out: Path, wait_for_checkpoin
     ckpt, seen, last = out / "checkpoint.pt", 0, None
     deadline = time.time() + 120
     while seen < wait_for_checkpoints and time.time() < deadline and proc.poll() is None:
-        if ckpt.exists() and ckpt.stat().st_mtime_ns != last:
-            last, seen = ckpt.stat().st_mtime_ns, seen + 1
+        # Each checkpoint is a new file renamed into place: a new inode.
+        stat = ckpt.stat() if ckpt.exists() else None
+        if stat is not None and (stat.st_ino, stat.st_mtime_ns) != last:
+            last, seen = (stat.st_ino, stat.st_mtime_ns), seen + 1
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
