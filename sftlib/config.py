@@ -132,6 +132,9 @@ class SFTConfig:
     """How the selector critic picks among candidates: ``argmax`` or ``softmax``."""
     beta: float = 1.0
     """Inverse temperature of softmax selection."""
+    incumbent_margin: float = 0.0
+    """Favour the anchor's candidate: the learner's is taken only if the selector critic
+    scores it higher by more than this fraction of ``|Q(s, a_anchor)|`` (0: plain argmax)."""
     check_every: int = 500
     """Environment steps between stability checks."""
     drift_tol: float = 0.05
@@ -181,7 +184,7 @@ class SFTConfig:
             "fqe_lr",
             "reset_every",
         )
-        _non_negative(self, "margin", "kappa", "reset_start")
+        _non_negative(self, "margin", "kappa", "reset_start", "incumbent_margin")
         if not 0.0 <= self.shrink_alpha < 1.0:
             raise ValueError(f"shrink_alpha must be in [0, 1), got {self.shrink_alpha}")
 

@@ -198,7 +198,9 @@ class FineTuner:
             ]
         )
         rule = "argmax" if deterministic else self.sft.selection_rule
-        action, idx, _ = select_action(o, cands, self.selector, rule, self.sft.beta)
+        action, idx, _ = select_action(
+            o, cands, self.selector, rule, self.sft.beta, self.sft.incumbent_margin
+        )
         return action.cpu().numpy(), ("anchor", "learner")[idx]
 
     def sample_batch(self) -> Batch:

@@ -32,19 +32,25 @@ def select_action(
     selector: Agent,
     rule: str = "argmax",
     beta: float = 1.0,
+    incumbent_margin: float = 0.0,
 ) -> tuple[torch.Tensor, int, torch.Tensor]:
     """Score ``candidates`` (``[K, act_dim]``) at one raw observation ``obs`` (``[obs_dim]``)
     with the selector critic (minimum over its ensemble) and pick one.
 
     ``rule="argmax"`` takes the best; ``"softmax"`` samples with probabilities
-    ``softmax(beta * Q)`` (torch's RNG). Returns ``(action [act_dim], index, scores [K])``.
+    ``softmax(beta * Q)`` (torch's RNG). ``incumbent_margin`` favours candidate 0 (the
+    anchor's): its score is raised by ``incumbent_margin * |Q_0|`` before the pick, so another
+    candidate wins only when the critic prefers it by more than that fraction. Returns
+    ``(action [act_dim], index, scores [K])`` with the critic's unmodified scores.
     """
     k = candidates.shape[0]
     scores = selector.q_values(obs.expand(k, -1), candidates).min(0).values.cpu()
+    biased = scores.clone()
+    biased[0] += incumbent_margin * scores[0].abs()
     if rule == "argmax":
-        idx = int(torch.argmax(scores))
+        idx = int(torch.argmax(biased))
     elif rule == "softmax":
-        idx = int(torch.multinomial(F.softmax(beta * (scores - scores.max()), 0), 1))
+        idx = int(torch.multinomial(F.softmax(beta * (biased - biased.max()), 0), 1))
     else:
         raise ValueError(f"selection must be 'argmax' or 'softmax', got {rule!r}")
     return candidates[idx], idx, scores

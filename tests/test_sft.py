@@ -325,3 +325,13 @@ def test_batches_mix_offline_and_online_data(pretrained_dirs, tmp_path):
     n_online = sum(tuple(o) in online_obs for o in last)
     bs = ft.learner.config.batch_size
     assert n_online == bs - round(bs * 0.25)
+
+
+def test_incumbent_margin_keeps_the_anchor_unless_the_learner_is_clearly_better():
+    cands = torch.tensor([[0.0], [1.0]])
+    critic = FixedCritic([100.0, 103.0])  # the learner's candidate scores 3% higher
+    assert select_action(torch.zeros(1), cands, critic)[1] == 1
+    assert select_action(torch.zeros(1), cands, critic, incumbent_margin=0.02)[1] == 1
+    action, idx, scores = select_action(torch.zeros(1), cands, critic, incumbent_margin=0.05)
+    assert idx == 0 and torch.equal(action, cands[0])
+    assert torch.equal(scores, torch.tensor([100.0, 103.0]))  # reported scores are the critic's
