@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -53,19 +54,21 @@ def load_pretrained(pretrain_dir: str | Path) -> dict[str, Any]:
 def write_csv(
     path: str | Path, rows: list[dict[str, Any]], columns: list[str] | None = None
 ) -> None:
-    """Rows of dicts to CSV, atomically; ``columns`` fixes the header (also for no rows)."""
+    """Rows of dicts to CSV, atomically; ``columns`` fixes the header (also for no rows).
+
+    ``None`` is written as an empty field; floats with ``repr`` (exact round trip).
+    """
     columns = columns or sorted({k for r in rows for k in r}, key=lambda k: (k != "step", k))
-    lines = [",".join(columns)]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
     for r in rows:
-        lines.append(",".join("" if r.get(c) is None else _fmt(r[c]) for c in columns))
-    atomic_write_text(path, "\n".join(lines) + "\n")
+        writer.writerow(["" if r.get(c) is None else _fmt(r[c]) for c in columns])
+    atomic_write_text(path, buf.getvalue())
 
 
 def _fmt(x: Any) -> str:
-    if isinstance(x, float):
-        return repr(x)
-    s = str(x)
-    return f'"{s}"' if "," in s else s
+    return repr(x) if isinstance(x, float) else str(x)
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:

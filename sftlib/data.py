@@ -22,12 +22,11 @@ def local_dataset_ids() -> list[str]:
     return sorted(minari.list_local_datasets())
 
 
-def _make_local_hint(dataset_id: str) -> str:
-    return (
-        "To make a local D4RL-style dataset instead, run e.g. "
-        "`python -m sftlib datasets Hopper-v5 --levels medium` "
-        "(gives 'local/hopper/medium-v0'), or call sftlib.factory.make_dataset(...)."
-    )
+MAKE_LOCAL_HINT = (
+    "To make a local D4RL-style dataset instead, run e.g. "
+    "`python -m sftlib datasets Hopper-v5 --levels medium` "
+    "(gives 'local/hopper/medium-v0'), or call sftlib.factory.make_dataset(...)."
+)
 
 
 def load_dataset(dataset_id: str, download: bool = True) -> minari.MinariDataset:
@@ -52,22 +51,21 @@ def load_dataset(dataset_id: str, download: bool = True) -> minari.MinariDataset
     if dataset_id.startswith("local/"):
         raise DatasetError(
             f"dataset {dataset_id!r} is not in the local Minari store "
-            f"({minari.storage.get_dataset_path()}). {_make_local_hint(dataset_id)}"
+            f"({minari.storage.get_dataset_path()}). {MAKE_LOCAL_HINT}"
         )
     if not download:
         raise DatasetError(f"dataset {dataset_id!r} is not local and download=False.")
     if importlib.util.find_spec("huggingface_hub") is None:
         raise DatasetError(
             f"dataset {dataset_id!r} is not local and downloading it needs the optional "
-            "dependency huggingface_hub: `pip install -e '.[remote]'`. "
-            + _make_local_hint(dataset_id)
+            "dependency huggingface_hub: `pip install -e '.[remote]'`. " + MAKE_LOCAL_HINT
         )
     try:
         return minari.load_dataset(dataset_id, download=True)
     except Exception as e:
         raise DatasetError(
             f"dataset {dataset_id!r} could not be downloaded ({type(e).__name__}: {e}). "
-            "Check the id (`minari list remote`) and your network. " + _make_local_hint(dataset_id)
+            "Check the id (`minari list remote`) and your network. " + MAKE_LOCAL_HINT
         ) from None
 
 
