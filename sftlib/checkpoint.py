@@ -92,6 +92,17 @@ def comparable_config(config: Any) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in EXECUTION_FIELDS}
 
 
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys (``sft.reset_every``), for naming differing fields."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def check_checkpoint_config(state: dict[str, Any], config: Any, path: Path) -> None:
     """A resumable checkpoint continues only the configuration that wrote it."""
     if state.get("config") != comparable_config(config):
@@ -110,7 +121,7 @@ def completed_summary(run_dir: str | Path, config: Any) -> dict[str, Any] | None
     if summary is None:
         return None
     if summary.get("config") != comparable_config(config):
-        old, new = summary.get("config") or {}, comparable_config(config)
+        old, new = _flat(summary.get("config") or {}), _flat(comparable_config(config))
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise CheckpointError(
             f"{run_dir} holds a finished run made with other parameters (differing: {diff}). "

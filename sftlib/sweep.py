@@ -118,6 +118,19 @@ def run_dir(
     return Path(results_root) / study / dataset_slug(dataset_id) / algo / variant / f"seed={seed}"
 
 
+INTERACTIVE_STUDY = "interactive"
+"""Study name of runs started by hand from the notebooks."""
+
+
+def interactive_run_dir(dataset_id: str, algo: str, variant: str, seed: int) -> Path:
+    """Default directory of a run started by hand from a notebook:
+    ``<results>/interactive/<dataset_slug>/<algo>/<variant>/seed=<n>``, where ``<results>``
+    is ``$SFTLIB_RESULTS`` if set (the tests point it at a temporary directory), else
+    ``../results`` (relative to ``notebooks/``, where the notebooks run)."""
+    root = os.environ.get("SFTLIB_RESULTS", "../results")
+    return run_dir(root, INTERACTIVE_STUDY, dataset_id, algo, variant, seed)
+
+
 @dataclass
 class Run:
     """One notebook execution of a sweep."""
