@@ -835,7 +835,7 @@ def plot_metric_by_task(
             figsize=(max(6.0, (0.45 * len(variants) + 0.6) * len(order) + 1.5), 4.2),
             layout="constrained",
         )
-        sns.barplot(
+        common = dict(
             data=data,
             x="task",
             y="value",
@@ -843,21 +843,13 @@ def plot_metric_by_task(
             order=order,
             hue_order=variants,
             palette=palette,
-            errorbar=None,
-            alpha=0.45,
             ax=ax,
         )
+        sns.barplot(**common, errorbar=None, alpha=0.45)
         sns.stripplot(
-            data=data,
-            x="task",
-            y="value",
-            hue="variant",
-            order=order,
-            hue_order=variants,
-            palette=palette,
+            **common,
             dodge=True,
             size=4,
-            ax=ax,
             legend=False,
             edgecolor="black",
             linewidth=0.4,
