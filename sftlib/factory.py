@@ -242,9 +242,15 @@ def create_dataset(
 
 
 def make_datasets(
-    env_id: str, levels: list[str] | tuple[str, ...] = LEVELS, **kw
+    env_id: str, levels: str | list[str] | tuple[str, ...] = LEVELS, **kw
 ) -> dict[str, str]:
-    """Make several levels; returns ``{level: dataset_id}``."""
+    """Make several levels (or one, given as a string); returns ``{level: dataset_id}``.
+
+    Every level name is checked before any dataset is made.
+    """
+    levels = [levels] if isinstance(levels, str) else list(levels)
+    for level in levels:
+        dataset_id_for(env_id, level)  # an unknown level fails here, before any compute
     out = {}
     for level in tqdm(levels, desc=f"datasets {env_id}", disable=not kw.get("progress", True)):
         out[level] = make_dataset(env_id, level, **kw).spec.dataset_id

@@ -393,3 +393,13 @@ def test_controls_the_helpers_detect_what_they_guard_against(pendulum_dataset, r
             run_dir,
             progress=False,
         )
+
+
+def test_make_datasets_checks_every_level_before_making_any(minari_store, monkeypatch):
+    import sftlib.factory as factory
+
+    made = []
+    monkeypatch.setattr(factory, "make_dataset", lambda env_id, level, **kw: made.append(level))
+    with pytest.raises(ValueError, match="level must be one of"):
+        factory.make_datasets("Hopper-v5", ["medium", "mediocre"])
+    assert made == []
