@@ -903,33 +903,24 @@ def plot_learning_curves(
         for ax, (dataset, algo) in zip(axes.flat, tasks, strict=False):
             task = data[(data["dataset"] == dataset) & (data["algo"] == algo)]
             hue_order = [v for v in variants if v in set(task["variant"])]
-            sns.lineplot(
+            common = dict(
                 data=task,
                 x="step",
-                y="executed_score",
                 hue="variant",
                 hue_order=hue_order,
                 palette=palette,
                 errorbar=("ci", 95),
                 seed=seed,
-                linewidth=2,
                 legend=False,
                 ax=ax,
             )
+            sns.lineplot(**common, y="executed_score", linewidth=2)
             if show_learner:
                 sns.lineplot(
-                    data=task,
-                    x="step",
+                    **common,
                     y="learner_score",
-                    hue="variant",
-                    hue_order=hue_order,
-                    palette=palette,
-                    errorbar=("ci", 95),
-                    seed=seed,
                     linewidth=1.4,
                     linestyle="--",
-                    legend=False,
-                    ax=ax,
                     err_kws={"alpha": 0.08},
                 )
             if events is not None and not events.empty:
