@@ -32,8 +32,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check sftlib tests benchmarks scripts conftest.py
 	$(PY) scripts/check_notebooks.py
 
+## As root (most Docker images) Jupyter refuses to start without --allow-root.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/updates_per_second.py

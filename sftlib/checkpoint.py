@@ -1,21 +1,25 @@
-"""Reading checkpoints and run files, with one clear error for every way they can be bad."""
+"""Checkpoints and run files: what a resumable checkpoint holds, how it is restored, and one
+clear error for every way a checkpoint or run file can be bad."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sftlib.utils import atomic_write_text
+from sftlib.agents import Agent, agent_class, build_config
+from sftlib.buffer import Normalizer
+from sftlib.layout import AGENT, STATE, SUMMARY
+from sftlib.utils import atomic_write_text, rng_state, set_rng_state
 
-SUMMARY = "summary.json"
-AGENT = "agent.pt"
-STATE = "checkpoint.pt"
+if TYPE_CHECKING:
+    from sftlib.finetune import FineTuner
 
 
 class CheckpointError(ValueError):
@@ -49,6 +53,79 @@ def load_pretrained(pretrain_dir: str | Path) -> dict[str, Any]:
             "it was not written by sftlib.pretrain"
         )
     return state
+
+
+def agent_from_state(agent_state: dict[str, Any], device: torch.device | str = "cpu") -> Agent:
+    """The agent an ``Agent.state_dict()`` describes, ready to train on (optimisers included)."""
+    cls = agent_class(agent_state["algo"])
+    agent = cls(
+        agent_state["obs_dim"],
+        agent_state["act_dim"],
+        build_config(cls.config_cls, agent_state["config"]),
+        Normalizer.from_state_dict(agent_state["normalizer"]),
+        device,
+    )
+    # A copy: optimiser state loaded on CPU shares tensors with the dict it came from.
+    agent.load_state_dict(copy.deepcopy(agent_state))
+    return agent
+
+
+def pretrain_checkpoint(
+    agent: Agent,
+    rng: Any,
+    step: int,
+    evals: list[dict],
+    train: list[dict],
+    elapsed: float,
+    config: Any,
+) -> dict[str, Any]:
+    """The resumable state of a pretraining run after ``step`` gradient steps."""
+    return {
+        "agent": agent.state_dict(),
+        "rng": rng_state(rng),
+        "step": step,
+        "evals": evals,
+        "train": train,
+        "elapsed": elapsed,
+        "config": comparable_config(config),
+    }
+
+
+def finetune_checkpoint(tuner: FineTuner) -> dict[str, Any]:
+    """Everything a fine-tuning run needs to continue bit-for-bit, taken at an episode end:
+    learner, anchor, FQE critics, stability monitor, evaluator episodes, probe set, online
+    buffer, every random state (the env's included) and the loop's own state."""
+    return {
+        "learner": tuner.learner.state_dict(),
+        "anchor": None if tuner.anchor is None else tuner.anchor.state_dict(),
+        "fqe": {name: fqe.state_dict() for name, fqe in tuner.fqe.items()},
+        "monitor": tuner.monitor.state_dict(),
+        "evaluator": tuner.evaluator.state_dict(),
+        "probe": tuner.probe,
+        "online": tuner.online.state_dict(),
+        "rng": rng_state(tuner.rng),
+        "env_rng": tuner.env.unwrapped.np_random.bit_generator.state,
+        "state": dataclasses.asdict(tuner.state),
+        "config": comparable_config(tuner.config),
+    }
+
+
+def restore_finetune_checkpoint(tuner: FineTuner, checkpoint: dict[str, Any]) -> None:
+    """Put ``tuner`` back into the state :func:`finetune_checkpoint` saved."""
+    check_checkpoint_config(checkpoint, tuner.config, tuner.out / STATE)
+    tuner.learner.load_state_dict(checkpoint["learner"])
+    if checkpoint["anchor"] is not None:
+        tuner.anchor = agent_from_state(checkpoint["anchor"], tuner.device).snapshot()
+    for name, fqe in tuner.fqe.items():
+        fqe.load_state_dict(checkpoint["fqe"][name])
+    tuner.monitor.load_state_dict(checkpoint["monitor"])
+    tuner.evaluator.load_state_dict(checkpoint["evaluator"])
+    tuner.probe = checkpoint["probe"]
+    tuner.online.load_state_dict(checkpoint["online"])
+    set_rng_state(checkpoint["rng"], tuner.rng)
+    tuner.env.reset(seed=0)  # create the env's generator, then restore it
+    tuner.env.unwrapped.np_random.bit_generator.state = checkpoint["env_rng"]
+    tuner.state = type(tuner.state)(**checkpoint["state"])
 
 
 def write_csv(

@@ -11,11 +11,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from sftlib.agents import AGENTS, agent_class, build_config
+from sftlib.agents import AGENTS, RESET_SCOPES, agent_class, build_config
+from sftlib.typecheck import check_field_types
 
 OPE_ESTIMATORS = ("q", "mc", "fqe", "cpe")
 SELECTIONS = ("argmax", "softmax")
-RESET_SCOPES = ("last", "full", "offline")
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ class PretrainConfig:
     """Torch CPU threads (one per process is fastest for sweeps)."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         self.hidden = tuple(self.hidden)
         _choice("algo", self.algo, [a for a in AGENTS if a != "sac"])
         _positive(
@@ -168,6 +169,7 @@ class SFTConfig:
     """Shrink-and-perturb: ``theta <- alpha * theta + (1 - alpha) * theta_reset``; 0 = hard reset."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         _choice("variant", self.variant, list(VARIANTS))
         _choice("selection", self.selection, SELECTIONS)
         _choice("ope", self.ope, OPE_ESTIMATORS)
@@ -232,6 +234,7 @@ class FinetuneConfig:
     """The SFT mechanisms."""
 
     def __post_init__(self) -> None:
+        check_field_types(self, skip=("sft",))
         if isinstance(self.sft, dict):
             self.sft = from_flat(SFTConfig, self.sft)
         _positive(
@@ -291,3 +294,31 @@ def finetune_config(params: dict[str, Any], where: str = "") -> FinetuneConfig:
         )
     sft = SFTConfig(**{k: v for k, v in params.items() if k in sft_keys})
     return FinetuneConfig(**{k: v for k, v in params.items() if k in ft_keys}, sft=sft)
+
+
+def resolved_pretrain(values: dict[str, Any]) -> dict[str, Any]:
+    """Every :class:`PretrainConfig` field, defaults filled in, as YAML/JSON primitives."""
+    config = pretrain_config(values)
+    return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def resolved_finetune(values: dict[str, Any]) -> dict[str, Any]:
+    """Every fine-tuning field (FinetuneConfig + SFTConfig, flat), defaults filled in."""
+    config = finetune_config(values)
+    out = {
+        f.name: _plain(getattr(config, f.name))
+        for f in dataclasses.fields(config)
+        if f.name != "sft"
+    }
+    out.update(
+        {f.name: _plain(getattr(config.sft, f.name)) for f in dataclasses.fields(config.sft)}
+    )
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(x) for x in value]
+    if isinstance(value, dict):
+        return {k: _plain(x) for k, x in value.items()}
+    return value

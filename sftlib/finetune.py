@@ -14,9 +14,8 @@ Run directory (``out_dir``):
 
 from __future__ import annotations
 
-import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +25,35 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from sftlib.agents import Agent, agent_class, build_config
-from sftlib.buffer import Batch, Normalizer, ReplayBuffer, sample_mixed
+from sftlib.agents import Agent
+from sftlib.buffer import Batch, ReplayBuffer, sample_mixed
 from sftlib.checkpoint import (
-    STATE,
-    SUMMARY,
     CheckpointError,
+    agent_from_state,
     check_checkpoint_config,
     comparable_config,
     completed_summary,
+    finetune_checkpoint,
     load_checkpoint,
     load_pretrained,
+    restore_finetune_checkpoint,
     write_csv,
 )
 from sftlib.config import FinetuneConfig
 from sftlib.data import DatasetInfo, dataset_info, load_dataset, transitions
 from sftlib.evaluation import evaluate_policy, to_env_action
+from sftlib.layout import (
+    CHECK_COLUMNS,
+    CHECKS_CSV,
+    EVAL_COLUMNS,
+    EVAL_CSV,
+    EVENT_COLUMNS,
+    EVENTS_CSV,
+    STATE,
+    SUMMARY,
+    TRAIN_CSV,
+)
 from sftlib.metrics import stability_metrics
-from sftlib.pretrain import eval_seed
 from sftlib.sft import (
     FQE,
     ComprehensiveEvaluator,
@@ -55,16 +65,11 @@ from sftlib.sft import (
 from sftlib.utils import (
     atomic_torch_save,
     atomic_write_json,
+    eval_seed,
     resolve_device,
-    rng_state,
     seed_everything,
-    set_rng_state,
     set_threads,
 )
-
-EVAL_COLUMNS = ["step", "executed_score", "learner_score", "executed_return", "learner_return"]
-EVENT_COLUMNS = ["step", "event", "detail"]
-CHECK_COLUMNS = ["step", "drift", "calm", "j_anchor", "j_learner", "verdict"]
 
 
 @dataclass
@@ -77,39 +82,25 @@ class FinetuneResult:
     events: pd.DataFrame
 
 
-def load_learner(pretrained: dict[str, Any], device: torch.device) -> Agent:
-    """The agent saved by pretraining, ready to train on (optimiser state included)."""
-    state = pretrained["agent"]
-    cls = agent_class(state["algo"])
-    agent = cls(
-        state["obs_dim"],
-        state["act_dim"],
-        build_config(cls.config_cls, state["config"]),
-        Normalizer.from_state_dict(state["normalizer"]),
-        device,
-    )
-    # A copy: optimiser state loaded on CPU shares tensors with the dict it came from.
-    agent.load_state_dict(copy.deepcopy(state))
-    return agent
-
-
 def check_compatible(pretrained: dict[str, Any], info: DatasetInfo, where: Path) -> None:
     """A checkpoint trained for another environment is refused before any compute."""
-    s = pretrained["agent"]
-    if (s["obs_dim"], s["act_dim"]) != (info.obs_dim, info.act_dim):
+    agent_state = pretrained["agent"]
+    sizes = (agent_state["obs_dim"], agent_state["act_dim"])
+    if sizes != (info.obs_dim, info.act_dim):
         raise CheckpointError(
-            f"pretraining checkpoint in {where} is for observation size {s['obs_dim']} and "
-            f"action size {s['act_dim']}, but {info.env_id} (dataset {info.dataset_id!r}) has "
+            f"pretraining checkpoint in {where} is for observation size {sizes[0]} and "
+            f"action size {sizes[1]}, but {info.env_id} (dataset {info.dataset_id!r}) has "
             f"{info.obs_dim} and {info.act_dim}; pretrain on this dataset first"
         )
 
 
 @dataclass
-class _State:
+class RunState:
     """Everything of a run that changes during fine-tuning (and goes into a checkpoint)."""
 
     step: int = 0
     stable: bool = False
+    """Whether the learner has been judged stable (its critic then selects)."""
     next_checkpoint: int = 0
     evals: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
@@ -121,14 +112,17 @@ class _State:
     elapsed: float = 0.0
 
     def log(self, metrics: dict[str, float]) -> None:
-        for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-            self.counts[k] = self.counts.get(k, 0) + 1
+        for key, value in metrics.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
 
     def flush(self) -> dict[str, float]:
-        means = {k: v / self.counts[k] for k, v in self.sums.items()}
+        means = {key: total / self.counts[key] for key, total in self.sums.items()}
         self.sums, self.counts = {}, {}
         return means
+
+    def add_event(self, event: str, detail: str) -> None:
+        self.events.append({"step": self.step, "event": event, "detail": detail})
 
 
 class FineTuner:
@@ -137,25 +131,28 @@ class FineTuner:
 
     def __init__(self, config: FinetuneConfig, out_dir: str | Path) -> None:
         self.config, self.out = config, Path(out_dir)
-        self.sft, self.variant = config.sft, config.sft.spec
+        self.sft_config = config.sft
+        self.variant = config.sft.spec
         pretrain_dir = Path(config.pretrain_dir)
         pretrained = load_pretrained(pretrain_dir)
-        ds = load_dataset(pretrained["dataset_id"])
-        self.info = dataset_info(ds)
+        dataset = load_dataset(pretrained["dataset_id"])
+        self.info = dataset_info(dataset)
         check_compatible(pretrained, self.info, pretrain_dir)
         set_threads(config.threads)
         self.rng = seed_everything(config.seed)
         self.device = resolve_device(config.device)
-        self.offline = transitions(ds)
+        self.offline = transitions(dataset)
         self.online = ReplayBuffer(
             self.info.obs_dim, self.info.act_dim, min(config.buffer_size, config.online_steps)
         )
         self.offline_state = pretrained["agent"]
-        self.learner = load_learner(pretrained, self.device)
+        self.learner = agent_from_state(pretrained["agent"], self.device)
         self.anchor = self.learner.snapshot() if self.variant.composite else None
-        self.estimator = self.sft.estimator
-        self.evaluator = ComprehensiveEvaluator(self.sft.mc_episodes, self.learner.config.discount)
-        self.monitor = StabilityMonitor(self.sft.drift_tol, self.sft.patience)
+        self.estimator = self.sft_config.estimator
+        self.evaluator = ComprehensiveEvaluator(
+            self.sft_config.mc_episodes, self.learner.config.discount
+        )
+        self.monitor = StabilityMonitor(self.sft_config.drift_tol, self.sft_config.patience)
         self.fqe: dict[str, FQE] = {}
         if (
             self.variant.composite
@@ -163,45 +160,51 @@ class FineTuner:
             and self.estimator in ("fqe", "cpe")
         ):
             self.fqe = {
-                p: FQE(
+                name: FQE(
                     self.learner.critic,
                     self.learner.normalizer,
                     self.learner.config.discount,
                     self.learner.config.tau,
-                    self.sft.fqe_lr,
+                    self.sft_config.fqe_lr,
                     self.device,
                 )
-                for p in ("anchor", "learner")
+                for name in ("anchor", "learner")
             }
         self.probe: tuple[torch.Tensor, torch.Tensor] | None = None
         self.env = gym.make(self.info.env_id)
-        self.s = _State(next_checkpoint=config.checkpoint_every)
+        self.state = RunState(next_checkpoint=config.checkpoint_every)
 
     # --- who acts ------------------------------------------------------------------------
     @property
     def selector(self) -> Agent:
         """The selector critic's owner: the anchor until the learner is stable (``switch``
         variants), otherwise the learner."""
-        if self.variant.switch and not self.s.stable:
+        if self.variant.switch and not self.state.stable:
             return self.anchor
         return self.learner
 
     def act(self, obs: np.ndarray, deterministic: bool) -> tuple[np.ndarray, str]:
         """The executed action at ``obs`` and the name of the policy that proposed it."""
-        o = torch.as_tensor(obs, dtype=torch.float32)
+        obs_tensor = torch.as_tensor(obs, dtype=torch.float32)
         if not self.variant.composite:
-            return self.learner.policy_action(o[None], deterministic)[0].cpu().numpy(), "learner"
-        cands = torch.cat(
+            action = self.learner.policy_action(obs_tensor[None], deterministic)[0]
+            return action.cpu().numpy(), "learner"
+        candidates = torch.cat(
             [
-                self.anchor.policy_action(o[None], deterministic),
-                self.learner.policy_action(o[None], deterministic),
+                self.anchor.policy_action(obs_tensor[None], deterministic),
+                self.learner.policy_action(obs_tensor[None], deterministic),
             ]
         )
-        rule = "argmax" if deterministic else self.sft.selection_rule
-        action, idx, _ = select_action(
-            o, cands, self.selector, rule, self.sft.beta, self.sft.incumbent_margin
+        rule = "argmax" if deterministic else self.sft_config.selection_rule
+        action, index, _ = select_action(
+            obs_tensor,
+            candidates,
+            self.selector,
+            rule,
+            self.sft_config.beta,
+            self.sft_config.incumbent_margin,
         )
-        return action.cpu().numpy(), ("anchor", "learner")[idx]
+        return action.cpu().numpy(), ("anchor", "learner")[index]
 
     def sample_batch(self) -> Batch:
         """A training batch mixing offline and online transitions (``offline_ratio``)."""
@@ -216,30 +219,30 @@ class FineTuner:
     # --- mechanisms ------------------------------------------------------------------------
     def evaluate_policies(self, current_start: np.ndarray):
         """The comprehensive evaluation of anchor and learner: ``(J per policy, Estimates)``."""
-        est = self.evaluator.estimate(
+        estimates = self.evaluator.estimate(
             {"anchor": self.anchor, "learner": self.learner},
             [self.anchor, self.learner],
             current_start,
             self.fqe or None,
         )
-        return est.combine(self.estimator, self.sft.kappa), est
+        return estimates.combine(self.estimator, self.sft_config.kappa), estimates
 
     def probe_values(self) -> torch.Tensor:
         """The learner critic's values on the fixed probe set (mean over members), ``[P]``."""
         if self.probe is None:
-            n_off = self.sft.probe_size // 2
-            n_on = min(self.sft.probe_size - n_off, len(self.online))
-            obs = [self.offline.obs[self.offline.indices(n_off, self.rng)]]
-            if n_on:
-                obs.append(self.online.obs[self.online.indices(n_on, self.rng)])
-            o = torch.as_tensor(np.concatenate(obs))
-            self.probe = (o, self.learner.policy_action(o, deterministic=True))
+            n_offline = self.sft_config.probe_size // 2
+            n_online = min(self.sft_config.probe_size - n_offline, len(self.online))
+            states = [self.offline.obs[self.offline.indices(n_offline, self.rng)]]
+            if n_online:
+                states.append(self.online.obs[self.online.indices(n_online, self.rng)])
+            probe_obs = torch.as_tensor(np.concatenate(states))
+            self.probe = (probe_obs, self.learner.policy_action(probe_obs, deterministic=True))
         return self.learner.q_values(*self.probe).mean(0).cpu()
 
     def stability_check(self, current_start: np.ndarray) -> None:
         drift = self.monitor.check(self.probe_values())
         row = {
-            "step": self.s.step,
+            "step": self.state.step,
             "drift": drift,
             "calm": self.monitor.calm,
             "j_anchor": None,
@@ -247,21 +250,17 @@ class FineTuner:
             "verdict": "unstable",
         }
         if self.monitor.calm_enough:
-            j, _ = self.evaluate_policies(current_start)
-            row.update(j_anchor=j["anchor"], j_learner=j["learner"])
-            if passes(j["learner"], j["anchor"], self.sft.margin):
+            values, _ = self.evaluate_policies(current_start)
+            row.update(j_anchor=values["anchor"], j_learner=values["learner"])
+            if passes(values["learner"], values["anchor"], self.sft_config.margin):
                 row["verdict"] = "stable"
-                self.s.stable = True
-                self.s.events.append(
-                    {
-                        "step": self.s.step,
-                        "event": "switch",
-                        "detail": f"J(L)={j['learner']:.2f} J(A)={j['anchor']:.2f}",
-                    }
+                self.state.stable = True
+                self.state.add_event(
+                    "switch", f"J(L)={values['learner']:.2f} J(A)={values['anchor']:.2f}"
                 )
             else:
                 row["verdict"] = "worse"
-        self.s.checks.append(row)
+        self.state.checks.append(row)
 
     def reset(self, current_start: np.ndarray) -> None:
         """Anchor <- the better of anchor and learner snapshot; reset the learner; restart
@@ -271,165 +270,149 @@ class FineTuner:
         critic tends to overrate its own policy, and a worse anchor would reach the
         executed policy.
         """
-        j, _ = self.evaluate_policies(current_start)
-        if improves(j["learner"], j["anchor"], self.sft.margin):
+        values, _ = self.evaluate_policies(current_start)
+        if improves(values["learner"], values["anchor"], self.sft_config.margin):
             self.anchor = self.learner.snapshot()
             if self.fqe:
                 self.fqe["anchor"] = self.fqe["learner"].copy()
-            self.s.events.append(
-                {
-                    "step": self.s.step,
-                    "event": "anchor_update",
-                    "detail": f"J(L)={j['learner']:.2f} > J(A)={j['anchor']:.2f}",
-                }
+            self.state.add_event(
+                "anchor_update", f"J(L)={values['learner']:.2f} > J(A)={values['anchor']:.2f}"
             )
-        self.learner.reset_networks(self.sft.reset_scope, self.sft.shrink_alpha, self.offline_state)
-        self.monitor.restart()
-        self.s.stable = False
-        self.s.events.append(
-            {"step": self.s.step, "event": "reset", "detail": self.sft.reset_scope}
+        self.learner.reset_networks(
+            self.sft_config.reset_scope, self.sft_config.shrink_alpha, self.offline_state
         )
+        self.monitor.restart()
+        self.state.stable = False
+        self.state.add_event("reset", self.sft_config.reset_scope)
 
     def evaluate(self) -> dict[str, float]:
         """Executed (composite, deterministic) and learner-alone scores; never used for decisions."""
         seed = eval_seed(self.config.seed)
-        n = self.config.eval_episodes
-        learner = evaluate_policy(lambda o: self.learner.act(o, True), self.info.env_id, n, seed)
+        n_episodes = self.config.eval_episodes
+        env_id = self.info.env_id
+        learner = evaluate_policy(lambda o: self.learner.act(o, True), env_id, n_episodes, seed)
         if self.variant.composite:
-            executed = evaluate_policy(lambda o: self.act(o, True)[0], self.info.env_id, n, seed)
+            executed = evaluate_policy(lambda o: self.act(o, True)[0], env_id, n_episodes, seed)
         else:
             executed = learner
         return {
-            "step": self.s.step,
+            "step": self.state.step,
             "executed_score": float(self.info.normalize(executed).mean()),
             "learner_score": float(self.info.normalize(learner).mean()),
             "executed_return": float(executed.mean()),
             "learner_return": float(learner.mean()),
         }
 
-    # --- checkpoints --------------------------------------------------------------------------
-    def _state_dict(self) -> dict[str, Any]:
-        return {
-            "learner": self.learner.state_dict(),
-            "anchor": None if self.anchor is None else self.anchor.state_dict(),
-            "fqe": {k: f.state_dict() for k, f in self.fqe.items()},
-            "monitor": self.monitor.state_dict(),
-            "evaluator": self.evaluator.state_dict(),
-            "probe": self.probe,
-            "online": self.online.state_dict(),
-            "rng": rng_state(self.rng),
-            "env_rng": self.env.unwrapped.np_random.bit_generator.state,
-            "state": asdict(self.s),
-            "config": comparable_config(self.config),
-        }
-
-    def _load(self, ckpt: dict[str, Any]) -> None:
-        check_checkpoint_config(ckpt, self.config, self.out / STATE)
-        self.learner.load_state_dict(ckpt["learner"])
-        if ckpt["anchor"] is not None:
-            self.anchor = load_learner({"agent": ckpt["anchor"]}, self.device).snapshot()
-        for k, f in self.fqe.items():
-            f.load_state_dict(ckpt["fqe"][k])
-        self.monitor.load_state_dict(ckpt["monitor"])
-        self.evaluator.load_state_dict(ckpt["evaluator"])
-        self.probe = ckpt["probe"]
-        self.online.load_state_dict(ckpt["online"])
-        set_rng_state(ckpt["rng"], self.rng)
-        self.env.reset(seed=0)  # create the env's generator, then restore it
-        self.env.unwrapped.np_random.bit_generator.state = ckpt["env_rng"]
-        self.s = _State(**ckpt["state"])
-
     # --- the loop -------------------------------------------------------------------------------
     def run(
         self, progress: bool = True, checkpoint: dict[str, Any] | None = None
     ) -> FinetuneResult:
         """Fine-tune to the end; ``checkpoint`` (or ``out_dir/checkpoint.pt``) resumes."""
-        cfg, sft, v = self.config, self.sft, self.variant
+        config, sft_config, variant, state = (
+            self.config,
+            self.sft_config,
+            self.variant,
+            self.state,
+        )
         if checkpoint is None and (self.out / STATE).exists():
             checkpoint = load_checkpoint(self.out / STATE)
         if checkpoint is not None:
-            self._load(checkpoint)
+            restore_finetune_checkpoint(self, checkpoint)
+            state = self.state
             obs, _ = self.env.reset()
         else:
-            obs, _ = self.env.reset(seed=cfg.seed)
-            self.s.evals.append(self.evaluate())
-        t0 = time.perf_counter() - self.s.elapsed
-        ep_start, ep_rewards, ep_who = obs, [], []
+            obs, _ = self.env.reset(seed=config.seed)
+            state.evals.append(self.evaluate())
+        clock_start = time.perf_counter() - state.elapsed
+        episode_start, episode_rewards, episode_actors = obs, [], []
         bar = tqdm(
-            range(self.s.step + 1, cfg.online_steps + 1),
-            desc=f"finetune {sft.variant}",
+            range(state.step + 1, config.online_steps + 1),
+            desc=f"finetune {sft_config.variant}",
             disable=not progress,
-            initial=self.s.step,
-            total=cfg.online_steps,
+            initial=state.step,
+            total=config.online_steps,
         )
         for step in bar:
-            self.s.step = step
-            action, who = self.act(obs, deterministic=False)
-            next_obs, reward, term, trunc, _ = self.env.step(
+            state.step = step
+            action, actor_name = self.act(obs, deterministic=False)
+            next_obs, reward, terminated, truncated, _ = self.env.step(
                 to_env_action(action, self.env.action_space)
             )
-            # Time-limit truncation is not termination: only `term` stops bootstrapping.
-            self.online.add(obs, action, reward, next_obs, term)
-            ep_rewards.append(float(reward))
-            ep_who.append(who)
+            # Time-limit truncation is not termination: only `terminated` stops bootstrapping.
+            self.online.add(obs, action, reward, next_obs, terminated)
+            episode_rewards.append(float(reward))
+            episode_actors.append(actor_name)
 
-            for _ in range(cfg.utd_ratio):
-                self.s.log(self.learner.update(self.sample_batch(), online=True))
-            if self.fqe and step % sft.fqe_every == 0:
+            for _ in range(config.utd_ratio):
+                state.log(self.learner.update(self.sample_batch(), online=True))
+            if self.fqe and step % sft_config.fqe_every == 0:
                 for name, policy in (("anchor", self.anchor), ("learner", self.learner)):
                     loss = self.fqe[name].update(self.sample_batch(), policy)
-                    self.s.log({f"fqe/loss_{name}": loss})
-            if v.composite and v.switch and not self.s.stable and step % sft.check_every == 0:
-                self.stability_check(ep_start)
-            if v.reset and step >= sft.reset_start and step % sft.reset_every == 0:
-                self.reset(ep_start)
-            if step % cfg.eval_every == 0 or step == cfg.online_steps:
-                self.s.evals.append(self.evaluate())
-                row = {"step": step, **self.s.flush(), "sft/stable": float(self.s.stable)}
-                if v.composite and v.ope is not None:
-                    j, est = self.evaluate_policies(ep_start)
+                    state.log({f"fqe/loss_{name}": loss})
+            if (
+                variant.composite
+                and variant.switch
+                and not state.stable
+                and step % sft_config.check_every == 0
+            ):
+                self.stability_check(episode_start)
+            if (
+                variant.reset
+                and step >= sft_config.reset_start
+                and step % sft_config.reset_every == 0
+            ):
+                self.reset(episode_start)
+            if step % config.eval_every == 0 or step == config.online_steps:
+                state.evals.append(self.evaluate())
+                row = {"step": step, **state.flush(), "sft/stable": float(state.stable)}
+                if variant.composite and variant.ope is not None:
+                    values, estimates = self.evaluate_policies(episode_start)
                     row.update(
-                        {"ope/J_anchor": j["anchor"], "ope/J_learner": j["learner"], **est.flat()}
+                        {
+                            "ope/J_anchor": values["anchor"],
+                            "ope/J_learner": values["learner"],
+                            **estimates.flat(),
+                        }
                     )
-                self.s.train.append(row)
-                bar.set_postfix(score=f"{self.s.evals[-1]['executed_score']:.1f}")
+                state.train.append(row)
+                bar.set_postfix(score=f"{state.evals[-1]['executed_score']:.1f}")
 
-            if term or trunc:
-                if v.composite:
-                    self.evaluator.add_episode(ep_start, ep_rewards, ep_who)
-                if step >= self.s.next_checkpoint and step < cfg.online_steps:
-                    while self.s.next_checkpoint <= step:
-                        self.s.next_checkpoint += cfg.checkpoint_every
-                    self.s.elapsed = time.perf_counter() - t0
-                    atomic_torch_save(self.out / STATE, self._state_dict())
+            if terminated or truncated:
+                if variant.composite:
+                    self.evaluator.add_episode(episode_start, episode_rewards, episode_actors)
+                if step >= state.next_checkpoint and step < config.online_steps:
+                    while state.next_checkpoint <= step:
+                        state.next_checkpoint += config.checkpoint_every
+                    state.elapsed = time.perf_counter() - clock_start
+                    atomic_torch_save(self.out / STATE, finetune_checkpoint(self))
                 obs, _ = self.env.reset()
-                ep_start, ep_rewards, ep_who = obs, [], []
+                episode_start, episode_rewards, episode_actors = obs, [], []
             else:
                 obs = next_obs
-        self.s.elapsed = time.perf_counter() - t0
+        state.elapsed = time.perf_counter() - clock_start
         return self._finish()
 
     def _finish(self) -> FinetuneResult:
-        s, cfg = self.s, self.config
-        write_csv(self.out / "eval.csv", s.evals, EVAL_COLUMNS)
-        write_csv(self.out / "events.csv", s.events, EVENT_COLUMNS)
-        write_csv(self.out / "checks.csv", s.checks, CHECK_COLUMNS)
-        write_csv(self.out / "train.csv", s.train)
-        curve = pd.DataFrame(s.evals)
-        switch = [e["step"] for e in s.events if e["event"] == "switch"]
+        state, config = self.state, self.config
+        write_csv(self.out / EVAL_CSV, state.evals, EVAL_COLUMNS)
+        write_csv(self.out / EVENTS_CSV, state.events, EVENT_COLUMNS)
+        write_csv(self.out / CHECKS_CSV, state.checks, CHECK_COLUMNS)
+        write_csv(self.out / TRAIN_CSV, state.train)
+        curve = pd.DataFrame(state.evals)
+        switches = [e["step"] for e in state.events if e["event"] == "switch"]
         summary = {
             **stability_metrics(curve["step"].to_numpy(), curve["executed_score"].to_numpy()),
             "learner_score_final": float(curve["learner_score"].iloc[-1]),
-            "switch_step": switch[0] if switch else None,
-            "n_switches": len(switch),
-            "n_resets": sum(e["event"] == "reset" for e in s.events),
-            "wall_time_s": s.elapsed,
-            "online_steps": cfg.online_steps,
-            "variant": self.sft.variant,
+            "switch_step": switches[0] if switches else None,
+            "n_switches": len(switches),
+            "n_resets": sum(e["event"] == "reset" for e in state.events),
+            "wall_time_s": state.elapsed,
+            "online_steps": config.online_steps,
+            "variant": self.sft_config.variant,
             "algo": self.learner.name,
             "dataset_id": self.info.dataset_id,
-            "seed": cfg.seed,
-            "config": comparable_config(cfg),
+            "seed": config.seed,
+            "config": comparable_config(config),
         }
         atomic_write_json(self.out / SUMMARY, summary)
         (self.out / STATE).unlink(missing_ok=True)
@@ -437,9 +420,7 @@ class FineTuner:
 
 
 def _result(out: Path, summary: dict) -> FinetuneResult:
-    return FinetuneResult(
-        out, summary, pd.read_csv(out / "eval.csv"), pd.read_csv(out / "events.csv")
-    )
+    return FinetuneResult(out, summary, pd.read_csv(out / EVAL_CSV), pd.read_csv(out / EVENTS_CSV))
 
 
 def finetune(config: FinetuneConfig, out_dir: str | Path, progress: bool = True) -> FinetuneResult:

@@ -24,33 +24,26 @@ from tqdm.auto import tqdm
 from sftlib.agents import Agent, make_agent
 from sftlib.buffer import Normalizer
 from sftlib.checkpoint import (
-    AGENT,
-    STATE,
-    SUMMARY,
     check_checkpoint_config,
     comparable_config,
     completed_summary,
     load_checkpoint,
+    pretrain_checkpoint,
     write_csv,
 )
 from sftlib.config import PretrainConfig
 from sftlib.data import DatasetInfo, dataset_info, load_dataset, transitions
 from sftlib.evaluation import evaluate_policy
+from sftlib.layout import AGENT, EVAL_CSV, PRETRAIN_EVAL_COLUMNS, STATE, SUMMARY, TRAIN_CSV
 from sftlib.utils import (
     atomic_torch_save,
     atomic_write_json,
+    eval_seed,
     resolve_device,
-    rng_state,
     seed_everything,
     set_rng_state,
     set_threads,
 )
-
-
-def eval_seed(seed: int) -> int:
-    """Seed of the evaluation episodes: fixed per run so every point of a curve sees the
-    same start states, and far from the training seeds."""
-    return 1_000_000 + 1_000 * seed
 
 
 @dataclass
@@ -101,7 +94,7 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, progress: bool = True)
             state["elapsed"],
         )
 
-    t0 = time.perf_counter() - elapsed
+    clock_start = time.perf_counter() - elapsed
     sums: dict[str, float] = defaultdict(float)
     n_sum = 0
     if start == 0:
@@ -114,29 +107,21 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, progress: bool = True)
         total=config.offline_steps,
     )
     for step in bar:
-        for k, v in agent.update(buffer.sample(config.batch_size, rng), online=False).items():
-            sums[k] += v
+        metrics = agent.update(buffer.sample(config.batch_size, rng), online=False)
+        for key, value in metrics.items():
+            sums[key] += value
         n_sum += 1
         if step % config.eval_every == 0 or step == config.offline_steps:
             evals.append(_evaluate(agent, info, config, step))
-            train_rows.append({"step": step, **{k: v / n_sum for k, v in sums.items()}})
+            train_rows.append({"step": step, **{key: total / n_sum for key, total in sums.items()}})
             sums, n_sum = defaultdict(float), 0
             bar.set_postfix(score=f"{evals[-1]['score']:.1f}")
         if step % config.checkpoint_every == 0 and step < config.offline_steps and n_sum == 0:
             # Only at evaluation boundaries, so the running loss means restart empty.
-            atomic_torch_save(
-                out / STATE,
-                {
-                    "agent": agent.state_dict(),
-                    "rng": rng_state(rng),
-                    "step": step,
-                    "evals": evals,
-                    "train": train_rows,
-                    "elapsed": time.perf_counter() - t0,
-                    "config": comparable_config(config),
-                },
-            )
-    wall = time.perf_counter() - t0
+            elapsed = time.perf_counter() - clock_start
+            checkpoint = pretrain_checkpoint(agent, rng, step, evals, train_rows, elapsed, config)
+            atomic_torch_save(out / STATE, checkpoint)
+    wall = time.perf_counter() - clock_start
 
     atomic_torch_save(
         out / AGENT,
@@ -149,8 +134,8 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, progress: bool = True)
             "config": dataclasses.asdict(config),
         },
     )
-    write_csv(out / "eval.csv", evals, ["step", "score", "return"])
-    write_csv(out / "train.csv", train_rows)
+    write_csv(out / EVAL_CSV, evals, PRETRAIN_EVAL_COLUMNS)
+    write_csv(out / TRAIN_CSV, train_rows)
     summary = {
         "score_final": evals[-1]["score"],
         "wall_time_s": wall,
@@ -182,5 +167,5 @@ def _evaluate(agent: Agent, info: DatasetInfo, config: PretrainConfig, step: int
 
 def _result(out: Path, summary: dict) -> PretrainResult:
     return PretrainResult(
-        out, summary["score_final"], pd.read_csv(out / "eval.csv"), summary["wall_time_s"]
+        out, summary["score_final"], pd.read_csv(out / EVAL_CSV), summary["wall_time_s"]
     )

@@ -1,13 +1,8 @@
 """Load a study written by the sweep runner into tidy pandas DataFrames.
 
-A *study* is one directory ``<results_root>/<study>/`` laid out as::
-
-    <dataset_slug>/<algo>/<variant>/seed=<n>/   summary.json, eval.csv, events.csv, ...
-    <dataset_slug>/<algo>/pretrain/seed=<n>/    summary.json, eval.csv
-
-``dataset_slug`` is the Minari dataset id with ``/`` replaced by ``-``. A fine-tuning run is
-*complete* iff its ``summary.json`` exists (the runner writes it last, atomically); incomplete
-runs are skipped with a warning so that a half-finished sweep can still be inspected.
+The layout read here is defined in :mod:`sftlib.layout`. A fine-tuning run is *complete* iff
+its ``summary.json`` exists (the runner writes it last, atomically); incomplete runs are
+skipped with a warning so that a half-finished sweep can still be inspected.
 
 Every table carries ``df.attrs["synthetic"]`` (True when the study root holds a ``SYNTHETIC``
 marker file, see :mod:`sftlib.synthetic`) and ``df.attrs["study_dir"]``. ``attrs`` do not survive
@@ -19,8 +14,6 @@ This module reads files only; it imports no algorithm code.
 from __future__ import annotations
 
 import json
-import re
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,36 +21,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SYNTHETIC_MARKER = "SYNTHETIC"
-"""Name of the marker file at a study root that flags its data as synthetic."""
-
-PRETRAIN_DIR = "pretrain"
-"""Name of the per-(dataset, algo) folder holding pretraining runs (not a variant)."""
+from sftlib.layout import (
+    EVAL_COLUMNS,
+    EVAL_CSV,
+    EVENT_COLUMNS,
+    EVENTS_CSV,
+    FIGURES_DIRNAME,
+    PRETRAIN_DIRNAME,
+    SEED_DIR,
+    SUMMARY,
+    SUMMARY_KEYS,
+    base_variant,
+    dataset_slug,
+    is_synthetic,
+)
 
 HOW_TO_PRODUCE = (
     "Produce it with `make demo` (a small demo study), or run the sweep for this study "
     "(`sft sweep params/<study>.yaml`), or pass the right results_root."
 )
 """Hint appended to every 'study not found' error."""
-
-SUMMARY_KEYS = (
-    "score_offline",
-    "score_final",
-    "score_max",
-    "auc",
-    "dip",
-    "steps_to_recover",
-    "regret",
-    "switch_step",
-    "n_resets",
-    "wall_time_s",
-    "online_steps",
-    "variant",
-    "algo",
-    "dataset_id",
-    "seed",
-)
-"""Keys every fine-tuning ``summary.json`` holds (the contract with the sweep runner)."""
 
 VARIANT_ORDER = (
     "sft",
@@ -74,24 +57,8 @@ VARIANT_ORDER = (
 RUN_KEYS = ["study", "dataset", "algo", "variant", "seed"]
 """Columns identifying one fine-tuning run in every table of this module."""
 
-CURVE_COLUMNS = ["step", "executed_score", "learner_score", "executed_return", "learner_return"]
-EVENT_COLUMNS = ["step", "event", "detail"]
-EVENT_TYPES = ("switch", "reset", "anchor_update")
 
-_SEED_DIR = re.compile(r"^seed=(-?\d+)$")
-
-
-def slugify(dataset_id: str) -> str:
-    """Directory name of a Minari dataset id: ``"mujoco/hopper/medium-v0"`` -> ``"mujoco-hopper-medium-v0"``."""
-    return dataset_id.replace("/", "-")
-
-
-def is_synthetic(study_dir: str | Path) -> bool:
-    """True when ``study_dir`` holds the ``SYNTHETIC`` marker written by ``write_synthetic_study``."""
-    return (Path(study_dir) / SYNTHETIC_MARKER).exists()
-
-
-def _check_study_dir(study_dir: str | Path) -> Path:
+def check_study_dir(study_dir: str | Path) -> Path:
     path = Path(study_dir)
     if not path.is_dir():
         raise FileNotFoundError(
@@ -107,15 +74,15 @@ def _iter_run_dirs(study_dir: Path, pretrain: bool) -> Iterator[tuple[str, str, 
     otherwise only the fine-tuning ones. Sorted, so tables come out in a stable order.
     """
     for dataset_dir in sorted(p for p in study_dir.iterdir() if p.is_dir()):
-        if dataset_dir.name.startswith((".", "_")) or dataset_dir.name == "figures":
+        if dataset_dir.name.startswith((".", "_")) or dataset_dir.name == FIGURES_DIRNAME:
             continue
         for algo_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
             for variant_dir in sorted(p for p in algo_dir.iterdir() if p.is_dir()):
-                if (variant_dir.name == PRETRAIN_DIR) != pretrain:
+                if (variant_dir.name == PRETRAIN_DIRNAME) != pretrain:
                     continue
                 seed_dirs = []
                 for seed_dir in variant_dir.iterdir():
-                    match = _SEED_DIR.match(seed_dir.name)
+                    match = SEED_DIR.match(seed_dir.name)
                     if seed_dir.is_dir() and match:
                         seed_dirs.append((int(match.group(1)), seed_dir))
                 for seed, seed_dir in sorted(seed_dirs):
@@ -127,10 +94,10 @@ def _complete_runs(study_dir: str | Path, pretrain: bool = False) -> list[tuple]
 
     Raises ``FileNotFoundError`` when the directory or every complete run is missing.
     """
-    path = _check_study_dir(study_dir)
+    path = check_study_dir(study_dir)
     runs, incomplete = [], []
     for run in _iter_run_dirs(path, pretrain=pretrain):
-        (runs if (run[-1] / "summary.json").exists() else incomplete).append(run)
+        (runs if (run[-1] / SUMMARY).exists() else incomplete).append(run)
     if incomplete:
         names = ", ".join(str(r[-1].relative_to(path)) for r in incomplete[:5])
         more = f" and {len(incomplete) - 5} more" if len(incomplete) > 5 else ""
@@ -161,7 +128,7 @@ def load_summaries(study_dir: str | Path) -> pd.DataFrame:
     Columns: ``study, dataset, algo, variant, seed`` (``dataset`` is the directory slug,
     ``variant`` the directory name, so a grid point such as ``sft+reset_scope=full`` is its own
     variant while the summary's own ``variant`` key, ``sft``, is checked against it) followed
-    by every key of :data:`SUMMARY_KEYS` (``dataset_id`` is the Minari id as the run wrote it)
+    by every key of :data:`sftlib.layout.SUMMARY_KEYS` (``dataset_id`` is the Minari id as the run wrote it)
     and any extra key the runner added. Scores are normalised (0-100, may leave that range);
     ``steps_to_recover`` and ``switch_step`` are environment steps, NaN when null (never
     recovered / never switched); ``wall_time_s`` is seconds.
@@ -170,21 +137,21 @@ def load_summaries(study_dir: str | Path) -> pd.DataFrame:
         FileNotFoundError: ``study_dir`` or every complete run is missing.
         ValueError: a ``summary.json`` lacks a contract key or disagrees with its path.
     """
-    path = _check_study_dir(study_dir)
+    path = check_study_dir(study_dir)
     rows = []
     for dataset, algo, variant, seed, run_dir in _complete_runs(path):
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads((run_dir / SUMMARY).read_text())
         missing = [k for k in SUMMARY_KEYS if k not in summary]
         if missing:
-            raise ValueError(f"{run_dir / 'summary.json'} lacks keys {missing}")
+            raise ValueError(f"{run_dir / SUMMARY} lacks keys {missing}")
         # A mismatch means the runner wrote a run into the wrong folder: every table keyed
         # by path would silently mix runs, so stop here.
         # A grid point's folder is "<variant>+<key>=<value>..." (e.g. sft+reset_scope=full).
-        found = (slugify(str(summary["dataset_id"])), summary["algo"], summary["variant"])
-        expected = (dataset, algo, variant.split("+", 1)[0])
+        found = (dataset_slug(str(summary["dataset_id"])), summary["algo"], summary["variant"])
+        expected = (dataset, algo, base_variant(variant))
         if found != expected or int(summary["seed"]) != seed:
             raise ValueError(
-                f"{run_dir / 'summary.json'} says dataset_id={summary['dataset_id']!r}, "
+                f"{run_dir / SUMMARY} says dataset_id={summary['dataset_id']!r}, "
                 f"algo={summary['algo']!r}, variant={summary['variant']!r}, "
                 f"seed={summary['seed']!r}, which disagrees with its path"
             )
@@ -211,19 +178,19 @@ def load_study(study_dir: str | Path) -> pd.DataFrame:
         FileNotFoundError: ``study_dir``, every complete run, or a complete run's ``eval.csv``
             is missing.
     """
-    path = _check_study_dir(study_dir)
+    path = check_study_dir(study_dir)
     frames = []
     for dataset, algo, variant, seed, run_dir in _complete_runs(path):
-        eval_path = run_dir / "eval.csv"
+        eval_path = run_dir / EVAL_CSV
         if not eval_path.exists():
             raise FileNotFoundError(f"Complete run {run_dir} has no eval.csv")
         curve = pd.read_csv(eval_path)
-        curve = curve[[c for c in CURVE_COLUMNS if c in curve.columns]]
+        curve = curve[[c for c in EVAL_COLUMNS if c in curve.columns]]
         frames.append(
             curve.assign(study=path.name, dataset=dataset, algo=algo, variant=variant, seed=seed)
         )
     df = pd.concat(frames, ignore_index=True)
-    df = df[RUN_KEYS + [c for c in CURVE_COLUMNS if c in df.columns]]
+    df = df[RUN_KEYS + [c for c in EVAL_COLUMNS if c in df.columns]]
     return _tag(df.sort_values(RUN_KEYS + ["step"], kind="stable").reset_index(drop=True), path)
 
 
@@ -231,14 +198,14 @@ def load_events(study_dir: str | Path) -> pd.DataFrame:
     """Switch / reset / anchor-update events of every complete fine-tuning run.
 
     One row per event; columns ``study, dataset, algo, variant, seed, step, event, detail``
-    with ``event`` in :data:`EVENT_TYPES` and ``step`` in online environment steps. A run
+    with ``event`` in :data:`sftlib.layout.EVENT_TYPES` and ``step`` in online environment steps. A run
     without ``events.csv`` or with a header-only file contributes no rows; the result may be
     empty (but always has these columns).
     """
-    path = _check_study_dir(study_dir)
+    path = check_study_dir(study_dir)
     frames = []
     for dataset, algo, variant, seed, run_dir in _complete_runs(path):
-        events_path = run_dir / "events.csv"
+        events_path = run_dir / EVENTS_CSV
         if not events_path.exists():
             continue
         events = pd.read_csv(events_path, dtype={"detail": str}, keep_default_na=False)
@@ -264,10 +231,10 @@ def load_pretrain_summaries(study_dir: str | Path) -> pd.DataFrame:
     """One row per complete pretraining run: ``study, dataset, algo, seed`` and the fields of its
     ``summary.json`` (``score_final`` normalised 0-100, ``wall_time_s`` seconds,
     ``offline_steps`` gradient steps)."""
-    path = _check_study_dir(study_dir)
+    path = check_study_dir(study_dir)
     rows = []
     for dataset, algo, _, seed, run_dir in _complete_runs(path, pretrain=True):
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads((run_dir / SUMMARY).read_text())
         summary.update(study=path.name, dataset=dataset, algo=algo, seed=seed)
         rows.append(summary)
     df = pd.DataFrame(rows)
@@ -279,10 +246,10 @@ def load_pretrain(study_dir: str | Path) -> pd.DataFrame:
     """Evaluation curves of every complete pretraining run, tidy: one row per
     ``(dataset, algo, seed, step)``; columns ``study, dataset, algo, seed, step, score, return``
     (``step`` in offline gradient steps, ``score`` normalised 0-100)."""
-    path = _check_study_dir(study_dir)
+    path = check_study_dir(study_dir)
     frames = []
     for dataset, algo, _, seed, run_dir in _complete_runs(path, pretrain=True):
-        curve = pd.read_csv(run_dir / "eval.csv")
+        curve = pd.read_csv(run_dir / EVAL_CSV)
         frames.append(curve.assign(study=path.name, dataset=dataset, algo=algo, seed=seed))
     df = pd.concat(frames, ignore_index=True)
     keys = ["study", "dataset", "algo", "seed"]
@@ -351,36 +318,3 @@ def reset_drops(curves: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=columns)
     df.attrs.update(curves.attrs)
     return df
-
-
-def resolve_study(
-    results_root: str | Path,
-    study: str,
-    synthetic_fallback: bool = True,
-    synthetic_variants: Sequence[str] | None = None,
-) -> Path:
-    """Directory of ``<results_root>/<study>``; if it is missing, a synthetic stand-in.
-
-    With ``synthetic_fallback`` a missing study is replaced by a fake one written with
-    :func:`sftlib.synthetic.write_synthetic_study` into a fresh temporary directory, and a
-    loud banner is printed; the returned study carries the ``SYNTHETIC`` marker so every table
-    and figure made from it is labelled. Without the fallback a missing study raises
-    ``FileNotFoundError`` naming the path and how to produce it.
-    """
-    study_dir = Path(results_root) / study
-    if study_dir.is_dir():
-        return study_dir
-    if not synthetic_fallback:
-        _check_study_dir(study_dir)
-    from sftlib.synthetic import write_synthetic_study
-
-    kwargs = {} if synthetic_variants is None else {"variants": tuple(synthetic_variants)}
-    root = Path(tempfile.mkdtemp(prefix="sftlib-synthetic-"))
-    fake_dir = write_synthetic_study(root, study=study, **kwargs)
-    banner = "!" * 88
-    print(
-        f"{banner}\n!!! SYNTHETIC DATA: study {str(study_dir.resolve())!r} does not exist.\n"
-        f"!!! Using a FAKE study written to {str(fake_dir)!r}; nothing below is an "
-        f"experimental result.\n!!! {HOW_TO_PRODUCE}\n{banner}"
-    )
-    return fake_dir

@@ -74,19 +74,23 @@ from typing import Any, Literal
 
 import yaml
 
-from sftlib.params import StudyParams, resolved_finetune, resolved_pretrain
+from sftlib.config import resolved_finetune, resolved_pretrain
+from sftlib.layout import (
+    LOCK_FILE,
+    LOG_FILE,
+    PARAMS_FILE,
+    PRETRAIN_DIRNAME,
+    SUMMARY,
+    interactive_run_dir,  # noqa: F401  (TODO: notebooks import it from sftlib.layout)
+    run_dir,
+)
+from sftlib.study import StudyParams
 from sftlib.utils import atomic_write_text
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 """The repository's notebooks (``notebooks/`` beside the ``sftlib`` package)."""
 PRETRAIN_NOTEBOOK = NOTEBOOKS_DIR / "01_offline_pretrain.ipynb"
 FINETUNE_NOTEBOOK = NOTEBOOKS_DIR / "02_sft_finetune.ipynb"
-SUMMARY_FILE = "summary.json"
-"""Written last by the training code; its existence marks a run complete."""
-PARAMS_FILE = "params.yaml"
-LOG_FILE = "run.log"
-LOCK_FILE = ".lock"
-PRETRAIN_DIRNAME = "pretrain"
 THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -104,31 +108,6 @@ Status = Literal["done", "skipped", "failed"]
 
 
 # --------------------------------------------------------------------------- planning
-
-
-def dataset_slug(dataset_id: str) -> str:
-    """``local/hopper/medium-v0`` -> ``local-hopper-medium-v0`` (one path component)."""
-    return dataset_id.replace("/", "-")
-
-
-def run_dir(
-    results_root: str | Path, study: str, dataset_id: str, algo: str, variant: str, seed: int
-) -> Path:
-    """Directory of one run; ``variant`` is ``"pretrain"`` for a pretraining run."""
-    return Path(results_root) / study / dataset_slug(dataset_id) / algo / variant / f"seed={seed}"
-
-
-INTERACTIVE_STUDY = "interactive"
-"""Study name of runs started by hand from the notebooks."""
-
-
-def interactive_run_dir(dataset_id: str, algo: str, variant: str, seed: int) -> Path:
-    """Default directory of a run started by hand from a notebook:
-    ``<results>/interactive/<dataset_slug>/<algo>/<variant>/seed=<n>``, where ``<results>``
-    is ``$SFTLIB_RESULTS`` if set (the tests point it at a temporary directory), else
-    ``../results`` (relative to ``notebooks/``, where the notebooks run)."""
-    root = os.environ.get("SFTLIB_RESULTS", "../results")
-    return run_dir(root, INTERACTIVE_STUDY, dataset_id, algo, variant, seed)
 
 
 @dataclass
@@ -160,7 +139,7 @@ class Run:
 
     @property
     def complete(self) -> bool:
-        return (self.out_dir / SUMMARY_FILE).exists()
+        return (self.out_dir / SUMMARY).exists()
 
     @property
     def executed_notebook(self) -> Path:
@@ -226,7 +205,7 @@ def describe_plan(runs: list[Run]) -> str:
         if (
             not r.complete
             and r.pretrain_dir is not None
-            and not (r.pretrain_dir / SUMMARY_FILE).exists()
+            and not (r.pretrain_dir / SUMMARY).exists()
         ):
             after = "  (after its pretraining run)"
         lines.append(f"{state:>8}  {r.kind:<8}  {r.name}{after}")
@@ -257,6 +236,11 @@ class RunResult:
     notebook: str | None = None
     """The executed notebook (holds the failing cell's traceback), when one was written."""
     seconds: float = 0.0
+
+    def line(self) -> str:
+        """One line for the console: status, wall time, run name (and the error, if any)."""
+        text = f"{self.status:<7} {self.seconds:6.0f}s  {self.name}"
+        return f"{text}  ({self.error})" if self.error else text
 
 
 @dataclass
@@ -435,6 +419,22 @@ def execute_run(run: Run, upstream: RunResult | None = None) -> RunResult:
             return _result(run, "failed", str(e), t0)
 
 
+def _local_kernel_manager() -> type:
+    """A kernel manager whose kernels talk over local IPC sockets, not TCP.
+
+    The kernel always runs on the machine of the process that executes the notebook, so TCP
+    buys nothing; over TCP without CurveZMQ keys every ipykernel >= 7 prints a warning about
+    unencrypted transport, once per notebook of a sweep.
+    """
+    from jupyter_client import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class LocalKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return LocalKernelManager
+
+
 def _execute_locked(run: Run, logf: Any, log: Callable[[str], None], t0: float) -> RunResult:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -454,6 +454,7 @@ def _execute_locked(run: Run, logf: Any, log: Callable[[str], None], t0: float) 
             parameters=run.parameters,
             cwd=str(run.notebook.parent),
             kernel_name="python3",
+            kernel_manager_class=_local_kernel_manager(),
             progress_bar=False,
             stdout_file=logf,
             stderr_file=logf,
@@ -467,7 +468,7 @@ def _execute_locked(run: Run, logf: Any, log: Callable[[str], None], t0: float) 
         log(f"failed:\n{traceback.format_exc()}")
         return _result(run, "failed", f"{type(e).__name__}: {e}", t0, notebook=True)
     if not run.complete:
-        error = f"the notebook finished without writing {SUMMARY_FILE}"
+        error = f"the notebook finished without writing {SUMMARY}"
         log(f"failed: {error}")
         return _result(run, "failed", error, t0, notebook=True)
     log(f"done in {time.time() - t0:.0f}s")
@@ -527,8 +528,8 @@ def run_sweep(
 
     ``ensure_datasets``: ``True`` calls ``sftlib.factory.ensure_dataset``, a callable is
     called instead (``dataset_id -> anything``), ``False`` skips the dataset phase.
-    ``cluster_kwargs`` override the ``LocalCluster`` arguments. ``show`` prints the
-    summary table at the end.
+    ``cluster_kwargs`` override the ``LocalCluster`` arguments. ``show`` prints one line per
+    finished run and the summary table at the end.
     """
     _check_scheduler(scheduler)
     runs = plan(study_params, results_root, pretrain_notebook, finetune_notebook)
@@ -565,6 +566,8 @@ def run_sweep(
 
     def record(res: RunResult) -> None:
         results[res.name] = res
+        if show and res.status != "skipped":
+            bar.write(res.line())
         bar.update(1)
         n_failed = sum(x.status == "failed" for x in results.values())
         if n_failed:
@@ -649,11 +652,9 @@ __all__ = [
     "RunLocked",
     "RunResult",
     "SweepReport",
-    "dataset_slug",
     "describe_plan",
     "execute_run",
     "plan",
-    "run_dir",
     "run_lock",
     "run_sweep",
 ]

@@ -13,14 +13,24 @@ This module imports no algorithm code.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from sftlib.layout import (
+    EVAL_CSV,
+    EVENTS_CSV,
+    PARAMS_FILE,
+    PRETRAIN_DIRNAME,
+    SUMMARY,
+    SYNTHETIC_MARKER,
+    run_dir,
+)
 from sftlib.metrics import stability_metrics
-from sftlib.results import PRETRAIN_DIR, SYNTHETIC_MARKER, VARIANT_ORDER, slugify
+from sftlib.results import HOW_TO_PRODUCE, VARIANT_ORDER, check_study_dir
 from sftlib.utils import atomic_write_text
 
 DEFAULT_DATASETS = ("local/hopper-medium-v0", "local/walker2d-medium-v0")
@@ -158,12 +168,12 @@ def write_synthetic_study(
                 if with_pretrain:
                     _write_pretrain(study_dir, dataset_id, algo, seed, task_draw["s0"], rng)
                 for variant in variants:
-                    run_dir = study_dir / slugify(dataset_id) / algo / variant / f"seed={seed}"
-                    run_dir.mkdir(parents=True, exist_ok=True)
+                    out = run_dir(root, study, dataset_id, algo, variant, seed)
+                    out.mkdir(parents=True, exist_ok=True)
                     curve, events = _run(rng, variant, steps, online_steps, reset_every, task_draw)
-                    curve.to_csv(run_dir / "eval.csv", index=False)
-                    events.to_csv(run_dir / "events.csv", index=False)
-                    (run_dir / "params.yaml").write_text(
+                    curve.to_csv(out / EVAL_CSV, index=False)
+                    events.to_csv(out / EVENTS_CSV, index=False)
+                    (out / PARAMS_FILE).write_text(
                         f"# synthetic run\nstudy: {study}\ndataset_id: {dataset_id}\n"
                         f"algo: {algo}\nvariant: {variant}\nseed: {seed}\n"
                         f"online_steps: {online_steps}\n"
@@ -180,7 +190,7 @@ def write_synthetic_study(
                         dataset_id=dataset_id,
                         seed=seed,
                     )
-                    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+                    atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
     return study_dir
 
 
@@ -188,17 +198,48 @@ def _write_pretrain(
     study_dir: Path, dataset_id: str, algo: str, seed: int, s0: float, rng: np.random.Generator
 ) -> None:
     """Pretraining run folder: eval curve rising to ``s0`` and its summary."""
-    run_dir = study_dir / slugify(dataset_id) / algo / PRETRAIN_DIR / f"seed={seed}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    out = run_dir(study_dir.parent, study_dir.name, dataset_id, algo, PRETRAIN_DIRNAME, seed)
+    out.mkdir(parents=True, exist_ok=True)
     offline_steps = 100_000
     steps = np.arange(0, offline_steps + 1, 10_000)
     score = s0 * (1.0 - np.exp(-steps / 20_000)) + rng.normal(0.0, 1.5, len(steps))
     pd.DataFrame({"step": steps, "score": score.round(3), "return": (score * 32).round(2)}).to_csv(
-        run_dir / "eval.csv", index=False
+        out / EVAL_CSV, index=False
     )
     summary = {
         "score_final": float(score[-1].round(3)),
         "wall_time_s": round(float(rng.uniform(600.0, 900.0)), 1),
         "offline_steps": offline_steps,
     }
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
+
+
+def resolve_study(
+    results_root: str | Path,
+    study: str,
+    synthetic_fallback: bool = True,
+    synthetic_variants: Sequence[str] | None = None,
+) -> Path:
+    """Directory of ``<results_root>/<study>``; if it is missing, a synthetic stand-in.
+
+    With ``synthetic_fallback`` a missing study is replaced by a fake one written with
+    :func:`write_synthetic_study` into a fresh temporary directory, and a loud banner is
+    printed; the returned study carries the ``SYNTHETIC`` marker so every table and figure
+    made from it is labelled. Without the fallback a missing study raises
+    ``FileNotFoundError`` naming the path and how to produce it.
+    """
+    study_dir = Path(results_root) / study
+    if study_dir.is_dir():
+        return study_dir
+    if not synthetic_fallback:
+        check_study_dir(study_dir)
+    kwargs = {} if synthetic_variants is None else {"variants": tuple(synthetic_variants)}
+    root = Path(tempfile.mkdtemp(prefix="sftlib-synthetic-"))
+    fake_dir = write_synthetic_study(root, study=study, **kwargs)
+    banner = "!" * 88
+    print(
+        f"{banner}\n!!! SYNTHETIC DATA: study {str(study_dir.resolve())!r} does not exist.\n"
+        f"!!! Using a FAKE study written to {str(fake_dir)!r}; nothing below is an "
+        f"experimental result.\n!!! {HOW_TO_PRODUCE}\n{banner}"
+    )
+    return fake_dir

@@ -27,6 +27,12 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def eval_seed(seed: int) -> int:
+    """Seed of the evaluation episodes of run ``seed``: fixed per run so every point of a
+    curve sees the same start states, and far from the training seeds."""
+    return 1_000_000 + 1_000 * seed
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else CPU."""
     if device == "auto":

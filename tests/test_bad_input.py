@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from sftlib.agents import make_agent
-from sftlib.checkpoint import AGENT, STATE, SUMMARY, CheckpointError, load_pretrained
+from sftlib.checkpoint import CheckpointError, finetune_checkpoint, load_pretrained
 from sftlib.config import FinetuneConfig, PretrainConfig, SFTConfig, finetune_config
 from sftlib.data import DatasetError, dataset_info, load_dataset
 from sftlib.factory import (
@@ -28,6 +28,7 @@ from sftlib.factory import (
     rollouts,
 )
 from sftlib.finetune import FineTuner, check_compatible, finetune
+from sftlib.layout import AGENT, STATE, SUMMARY
 from sftlib.pretrain import pretrain
 
 PENDULUM_ID = "local/pendulum/expert-v0"
@@ -305,7 +306,7 @@ def test_agent_load_state_dict_with_wrong_sizes_or_algo(pretrained_dirs):
 
 def test_finetune_resume_checkpoint_from_other_parameters(pretrained_dirs, run_dir, no_compute):
     config = FinetuneConfig(pretrain_dir=str(pretrained_dirs["iql"]), online_steps=10)
-    torch.save(FineTuner(config, run_dir)._state_dict(), run_dir / STATE)
+    torch.save(finetune_checkpoint(FineTuner(config, run_dir)), run_dir / STATE)
     other = FinetuneConfig(pretrain_dir=str(pretrained_dirs["iql"]), online_steps=10, seed=1)
     before = files(run_dir)
     with pytest.raises(CheckpointError, match=r"checkpoint\.pt was written with other parameters"):

@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from sftlib.buffer import ReplayBuffer, sample_mixed
-from sftlib.checkpoint import load_pretrained
+from sftlib.checkpoint import agent_from_state, load_pretrained
 from sftlib.config import PretrainConfig, finetune_config
 from sftlib.data import dataset_info, load_dataset, transitions
 from sftlib.evaluation import evaluate_policy, to_env_action
-from sftlib.finetune import FineTuner, finetune, load_learner
-from sftlib.pretrain import eval_seed, pretrain
-from sftlib.utils import seed_everything
+from sftlib.finetune import FineTuner, finetune
+from sftlib.pretrain import pretrain
+from sftlib.utils import eval_seed, seed_everything
 
 from conftest import PENDULUM_ID
 
@@ -56,7 +56,7 @@ def plain_finetune(pretrain_dir, steps, seed, offline_ratio, utd):
     info = dataset_info(ds)
     offline = transitions(ds)
     online = ReplayBuffer(info.obs_dim, info.act_dim, steps)
-    agent = load_learner(pre, torch.device("cpu"))
+    agent = agent_from_state(pre["agent"], torch.device("cpu"))
     env = gym.make(info.env_id)
     obs, _ = env.reset(seed=seed)
     for _ in range(steps):

@@ -8,7 +8,8 @@ import pytest
 from sftlib.config import PretrainConfig
 from sftlib.data import dataset_info, load_dataset
 from sftlib.evaluation import evaluate_policy, from_env_action
-from sftlib.pretrain import eval_seed, pretrain
+from sftlib.pretrain import pretrain
+from sftlib.utils import eval_seed
 
 from conftest import PENDULUM, PENDULUM_ID
 

@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sftlib import cli
 from sftlib.config import VARIANTS
-from sftlib.params import ParamsError, StudyParams, load_study_params, pretrain_keys
+from sftlib.params import ParamsError, StudyParams, load_study_params
+from sftlib.study import pretrain_keys
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMS = REPO / "params"
@@ -113,6 +115,35 @@ grid: {reset_scope: [last, full], shrink_alpha: [0.0, 0.5]}
         sp.grid_suffix({"reset_scope": "full", "shrink_alpha": 0.5})
         == "+reset_scope=full+shrink_alpha=0.5"
     )
+
+
+def _differences_from_defaults(section: dict, config: object) -> list[str]:
+    """Keys of ``section`` whose value equals ``config``'s default (lists compare as tuples)."""
+    same = []
+    for key, value in section.items():
+        default = getattr(config, key)
+        if (tuple(value) if isinstance(value, list) else value) == default:
+            same.append(key)
+    return same
+
+
+def test_study_files_state_only_what_differs_from_the_dataclass_defaults():
+    """One source of truth: a key that restates a dataclass default is a second copy."""
+    from sftlib.config import FinetuneConfig, PretrainConfig, SFTConfig
+
+    for path in sorted(PARAMS.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        pretrain = {k: v for k, v in (data.get("pretrain") or {}).items() if k != "agent"}
+        finetune = data.get("finetune") or {}
+        sft_keys = set(SFTConfig.__dataclass_fields__)
+        restated = _differences_from_defaults(pretrain, PretrainConfig())
+        restated += _differences_from_defaults(
+            {k: v for k, v in finetune.items() if k not in sft_keys}, FinetuneConfig()
+        )
+        restated += _differences_from_defaults(
+            {k: v for k, v in finetune.items() if k in sft_keys}, SFTConfig()
+        )
+        assert not restated, f"{path.name} restates dataclass defaults: {restated}"
 
 
 def test_repository_study_files_are_valid():

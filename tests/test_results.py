@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sftlib import results
+from sftlib import layout, results, synthetic
 from sftlib.synthetic import write_synthetic_study
 
 DATASETS = ("local/hopper-medium-v0", "mujoco/walker2d/medium-v0")
@@ -71,7 +71,7 @@ def write_run(
     pd.DataFrame(list(events), columns=["step", "event", "detail"]).to_csv(
         run_dir / "events.csv", index=False
     )
-    full = dict.fromkeys(results.SUMMARY_KEYS, 0.0)
+    full = dict.fromkeys(layout.SUMMARY_KEYS, 0.0)
     full.update(
         steps_to_recover=None,
         switch_step=None,
@@ -134,7 +134,7 @@ def test_load_summaries_one_row_per_run(study_dir: Path) -> None:
     summaries = results.load_summaries(study_dir)
     assert len(summaries) == len(run_dirs(study_dir)) == len(DATASETS) * len(VARIANTS) * len(SEEDS)
     assert list(summaries.columns[:5]) == ["study", "dataset", "algo", "variant", "seed"]
-    assert set(results.SUMMARY_KEYS) <= set(summaries.columns)
+    assert set(layout.SUMMARY_KEYS) <= set(summaries.columns)
     assert not summaries.duplicated(["dataset", "algo", "variant", "seed"]).any()
     # null in JSON -> NaN; direct never switches, sft does
     assert summaries.loc[summaries["variant"] == "direct", "switch_step"].isna().all()
@@ -230,7 +230,7 @@ def test_load_events_matches_event_files(study_dir: Path) -> None:
     assert list(events.columns) == [*results.RUN_KEYS, "step", "event", "detail"]
     expected = sum(len(pd.read_csv(d / "events.csv")) for d in run_dirs(study_dir))
     assert len(events) == expected > 0
-    assert set(events["event"]) <= set(results.EVENT_TYPES)
+    assert set(events["event"]) <= set(layout.EVENT_TYPES)
     assert "direct" not in set(events["variant"])  # header-only files add no rows
     # an sft run's events, one by one
     raw = pd.read_csv(study_dir / "local-hopper-medium-v0/iql/sft/seed=1/events.csv")
@@ -287,11 +287,11 @@ def test_reset_drops_hand_computed(tmp_path: Path) -> None:
 
 
 def test_resolve_study_returns_existing_dir(study_dir: Path) -> None:
-    assert results.resolve_study(study_dir.parent, "unit") == study_dir
+    assert synthetic.resolve_study(study_dir.parent, "unit") == study_dir
 
 
 def test_resolve_study_falls_back_to_synthetic_loudly(tmp_path: Path, capsys) -> None:
-    path = results.resolve_study(
+    path = synthetic.resolve_study(
         tmp_path, "ablation_reset", synthetic_variants=["sft", "sft-noreset"]
     )
     assert "SYNTHETIC DATA" in capsys.readouterr().out
@@ -304,7 +304,7 @@ def test_resolve_study_falls_back_to_synthetic_loudly(tmp_path: Path, capsys) ->
 
 def test_resolve_study_without_fallback_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="make demo"):
-        results.resolve_study(tmp_path, "quick", synthetic_fallback=False)
+        synthetic.resolve_study(tmp_path, "quick", synthetic_fallback=False)
 
 
 def test_synthetic_study_is_deterministic(tmp_path: Path) -> None:

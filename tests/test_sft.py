@@ -76,12 +76,12 @@ def test_before_switch_the_anchor_critic_decides_after_it_the_learner_critic(
     ft.anchor.q_values = FixedCritic([1.0, 0.0]).q_values
     ft.learner.q_values = FixedCritic([0.0, 1.0]).q_values
     obs = np.zeros(3, np.float32)
-    assert not ft.s.stable and ft.selector is ft.anchor
+    assert not ft.state.stable and ft.selector is ft.anchor
     action, who = ft.act(obs, deterministic=True)
     assert who == "anchor"
     anchor_action = ft.anchor.act(obs, deterministic=True)
     np.testing.assert_array_equal(action, anchor_action)
-    ft.s.stable = True  # the learner has been judged stable: its critic now selects
+    ft.state.stable = True  # the learner has been judged stable: its critic now selects
     assert ft.selector is ft.learner
     assert ft.act(obs, deterministic=True)[1] == "learner"
 
@@ -91,9 +91,12 @@ def test_noswitch_and_pex_always_select_with_the_learner_critic(pretrained_dirs,
         ft = tuner(pretrained_dirs, tmp_path / variant, variant=variant)
         ft.anchor.q_values = FixedCritic([1.0, 0.0]).q_values
         ft.learner.q_values = FixedCritic([0.0, 100.0]).q_values
-        assert not ft.s.stable and ft.selector is ft.learner
+        assert not ft.state.stable and ft.selector is ft.learner
         assert ft.act(np.zeros(3, np.float32), deterministic=True)[1] == "learner"
-    assert tuner(pretrained_dirs, tmp_path / "pex2", variant="pex").sft.selection_rule == "softmax"
+    assert (
+        tuner(pretrained_dirs, tmp_path / "pex2", variant="pex").sft_config.selection_rule
+        == "softmax"
+    )
 
 
 def test_direct_has_no_anchor_and_the_learner_acts_alone(pretrained_dirs, tmp_path):
@@ -127,11 +130,11 @@ def test_switch_needs_calm_critic_and_a_passing_evaluation(
     ft.probe_values = lambda: torch.tensor([50.0, 50.0])  # a critic that does not move
     start = np.zeros(3, np.float32)
     ft.stability_check(start)  # first check: nothing to compare with yet
-    assert not ft.s.stable and ft.s.checks[-1]["verdict"] == "unstable"
+    assert not ft.state.stable and ft.state.checks[-1]["verdict"] == "unstable"
     ft.stability_check(start)
-    assert ft.s.stable is expect
-    assert ft.s.checks[-1]["verdict"] == ("stable" if expect else "worse")
-    assert [e["event"] for e in ft.s.events] == (["switch"] if expect else [])
+    assert ft.state.stable is expect
+    assert ft.state.checks[-1]["verdict"] == ("stable" if expect else "worse")
+    assert [e["event"] for e in ft.state.events] == (["switch"] if expect else [])
 
 
 def test_a_drifting_critic_never_switches_even_if_evaluated_better(pretrained_dirs, tmp_path):
@@ -141,7 +144,7 @@ def test_a_drifting_critic_never_switches_even_if_evaluated_better(pretrained_di
     ft.probe_values = lambda: next(values)
     for _ in range(3):
         ft.stability_check(np.zeros(3, np.float32))
-    assert not ft.s.stable
+    assert not ft.state.stable
 
 
 # --- reset -------------------------------------------------------------------------------------
@@ -159,7 +162,7 @@ def test_reset_reinitialises_the_scope_and_keeps_the_better_anchor(
         ft.learner.update(ft.offline.sample(32, ft.rng), online=True)
     learner_before = {k: _params(m) for k, m in ft.learner.modules().items()}
     anchor_before = {k: _params(m) for k, m in ft.anchor.modules().items()}
-    ft.s.stable = True
+    ft.state.stable = True
     ft.monitor.calm = 3
     # margin 0.05: the learner must beat the anchor by 5% of |J(A)| to replace it.
     j = {"anchor": -100.0, "learner": -94.0 if learner_better else -96.0}
@@ -183,8 +186,8 @@ def test_reset_reinitialises_the_scope_and_keeps_the_better_anchor(
     for k, t in ft.learner.targets.items():
         for p, q in zip(t.parameters(), ft.learner.modules()[k].parameters(), strict=True):
             assert torch.equal(p, q)
-    assert not ft.s.stable and ft.monitor.calm == 0 and ft.selector is ft.anchor
-    events = [e["event"] for e in ft.s.events]
+    assert not ft.state.stable and ft.monitor.calm == 0 and ft.selector is ft.anchor
+    events = [e["event"] for e in ft.state.events]
     assert events == (["anchor_update", "reset"] if learner_better else ["reset"])
 
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from sftlib.buffer import Batch, Normalizer
 from sftlib.networks import last_linear
+from sftlib.typecheck import check_field_types
 
 
 @dataclass
@@ -36,6 +37,7 @@ class AgentConfig:
     """Members of the Q ensemble (clipped double Q uses the minimum)."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         self.hidden = tuple(int(h) for h in self.hidden)
         if not self.hidden or any(h <= 0 for h in self.hidden):
             raise ValueError(f"hidden must be a non-empty list of positive ints, got {self.hidden}")
