@@ -60,7 +60,6 @@ on another host, so delete that run's ``.lock`` if the sweep refuses it).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import socket
@@ -76,7 +75,6 @@ import yaml
 
 from sftlib.config import resolved_finetune, resolved_pretrain
 from sftlib.layout import (
-    LOCK_FILE,
     LOG_FILE,
     PARAMS_FILE,
     PRETRAIN_DIRNAME,
@@ -84,6 +82,7 @@ from sftlib.layout import (
     interactive_run_dir,  # noqa: F401  (TODO: notebooks import it from sftlib.layout)
     run_dir,
 )
+from sftlib.runlock import RunLocked, run_lock
 from sftlib.study import StudyParams
 from sftlib.utils import atomic_write_text
 
@@ -313,80 +312,6 @@ def _result(
     )
 
 
-# --------------------------------------------------------------------------- the lock
-
-
-class RunLocked(RuntimeError):
-    """Another live process holds the run dir's lock."""
-
-
-def _read_lock(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and "pid" in data and "host" in data else None
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
-@contextlib.contextmanager
-def run_lock(out_dir: str | Path, log: Callable[[str], None] = lambda _: None) -> Iterator[None]:
-    """Hold ``<out_dir>/.lock`` for the duration; raise :class:`RunLocked` if a live
-    process holds it, take it over if its process is dead (same host)."""
-    out_dir = Path(out_dir)
-    path = out_dir / LOCK_FILE
-    host = socket.gethostname()
-    me = {"host": host, "pid": os.getpid()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _read_lock(path)
-            if holder is None:
-                raise RunLocked(
-                    f"{path} exists but is unreadable (being written, or left by a crash); "
-                    "if no sweep is running this run, delete it and rerun"
-                ) from None
-            if holder["host"] != host:
-                raise RunLocked(
-                    f"another sweep is running {out_dir} (pid {holder['pid']} on host "
-                    f"{holder['host']}, which cannot be checked from {host}); wait for it, or "
-                    f"if it is dead delete {path} and rerun"
-                ) from None
-            if _pid_alive(int(holder["pid"])):
-                raise RunLocked(
-                    f"another sweep is running {out_dir} (pid {holder['pid']} on host "
-                    f"{holder['host']}); wait for it to finish, or stop it and rerun"
-                ) from None
-            # Stale: its process is gone. (Two sweeps taking over the same stale lock at
-            # the same instant could both succeed; O_EXCL still serialises everything else.)
-            log(f"taking over stale lock of dead pid {holder['pid']} on {holder['host']}")
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(me))
-        break
-    else:
-        raise RunLocked(f"could not take {path}: other sweeps keep taking it")
-    try:
-        yield
-    finally:
-        if _read_lock(path) == me:
-            path.unlink(missing_ok=True)
-
-
 # --------------------------------------------------------------------------- one run
 
 
@@ -424,13 +349,20 @@ def _local_kernel_manager() -> type:
 
     The kernel always runs on the machine of the process that executes the notebook, so TCP
     buys nothing; over TCP without CurveZMQ keys every ipykernel >= 7 prints a warning about
-    unencrypted transport, once per notebook of a sweep.
+    unencrypted transport, once per notebook of a sweep. Each kernel gets its own socket
+    path prefix (jupyter_client's default, ``kernel-ipc`` in the working directory, is shared
+    by every kernel started there, and concurrent kernels would talk to each other).
     """
+    import tempfile
+
     from jupyter_client import AsyncKernelManager
     from traitlets import CaselessStrEnum
 
     class LocalKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        def _ip_default(self) -> str:
+            return os.path.join(tempfile.gettempdir(), f"sftlib-kernel-{uuid.uuid4().hex}")
 
     return LocalKernelManager
 
@@ -649,12 +581,10 @@ __all__ = [
     "FINETUNE_NOTEBOOK",
     "PRETRAIN_NOTEBOOK",
     "Run",
-    "RunLocked",
     "RunResult",
     "SweepReport",
     "describe_plan",
     "execute_run",
     "plan",
-    "run_lock",
     "run_sweep",
 ]

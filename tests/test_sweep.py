@@ -20,7 +20,8 @@ import yaml
 
 from sftlib import sweep
 from sftlib.params import StudyParams
-from sftlib.sweep import Run, execute_run, plan, run_lock, run_sweep
+from sftlib.runlock import RunLocked, run_lock
+from sftlib.sweep import Run, execute_run, plan, run_sweep
 
 NO_DASHBOARD = {"dashboard_address": None}
 
@@ -400,14 +401,14 @@ def test_run_lock_excludes_and_releases(tmp_path, live_pid):
     with run_lock(tmp_path / "r"):
         held = json.loads((tmp_path / "r" / ".lock").read_text())
         assert held == {"host": socket.gethostname(), "pid": os.getpid()}
-        with pytest.raises(sweep.RunLocked, match="another sweep is running"):
+        with pytest.raises(RunLocked, match="another sweep is running"):
             with run_lock(tmp_path / "r"):  # this very process holds it: still refused
                 pass
         assert (tmp_path / "r" / ".lock").exists()
     assert not (tmp_path / "r" / ".lock").exists()
     # A lock taken on another host cannot be checked from here: refused, not stolen.
     (tmp_path / "r" / ".lock").write_text(json.dumps({"host": "elsewhere-node", "pid": live_pid}))
-    with pytest.raises(sweep.RunLocked, match=r"pid \d+ on host elsewhere-node, which cannot"):
+    with pytest.raises(RunLocked, match=r"pid \d+ on host elsewhere-node, which cannot"):
         with run_lock(tmp_path / "r"):
             pass
 
