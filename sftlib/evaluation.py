@@ -1,4 +1,10 @@
-"""Pure policy evaluation: own environments, own seeds, returns arrays; the caller logs."""
+"""Pure policy evaluation: own environments, own seeds, returns arrays; the caller logs.
+
+Environments come from :func:`sftlib.envs.make_env`, so a goal-reaching task is evaluated
+on the same flat inputs (``observation`` + ``desired_goal``) it was trained on. Returns are
+always the environment's *raw* undiscounted returns (no reward convention): they are what
+the D4RL normalised score is defined on.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from sftlib.envs import EnvSource, env_id_of, make_env
+from sftlib.goals import success_key
+
 Policy = Callable[[np.ndarray], np.ndarray]
-"""Maps one raw observation ``[obs_dim]`` to one action ``[act_dim]`` in ``[-1, 1]``."""
+"""Maps one observation ``[obs_dim]`` to one action ``[act_dim]`` in ``[-1, 1]``. For a
+goal-reaching task the observation is the flat ``concat(observation, desired_goal)``."""
 
 
 def to_env_action(action: np.ndarray, space: gym.spaces.Box) -> np.ndarray:
@@ -25,22 +35,48 @@ def from_env_action(action: np.ndarray, space: gym.spaces.Box) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate_policy(policy: Policy, env_id: str, n_episodes: int, seed: int) -> np.ndarray:
+def evaluate_policy_with_success(
+    policy: Policy, env_id: EnvSource, n_episodes: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Undiscounted returns and successes of ``n_episodes`` episodes, each shape ``[n_episodes]``.
+
+    ``env_id`` is an env id or a dataset's ``DatasetInfo`` (see :func:`sftlib.envs.make_env`).
+    Episode ``i`` is reset with seed ``seed + i``, so the same policy and seed give the
+    same numbers whatever ran before. Global random states are left untouched.
+
+    ``successes[i]`` is 1.0 if ``info["success"]`` was true at any step of episode ``i``
+    (the agent reached the goal at least once), else 0.0; it is NaN for every episode of a
+    task that defines no success (:func:`sftlib.goals.success_key`), e.g. MuJoCo locomotion.
+    """
+    env = make_env(env_id)
+    key = success_key(env_id_of(env_id))
+    returns = np.zeros(n_episodes)
+    successes = np.zeros(n_episodes) if key is not None else np.full(n_episodes, np.nan)
+    try:
+        for episode in range(n_episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            done = reached = False
+            while not done:
+                obs, reward, term, trunc, info = env.step(
+                    to_env_action(policy(obs), env.action_space)
+                )
+                returns[episode] += reward
+                reached = reached or (key is not None and bool(info.get(key, False)))
+                done = term or trunc
+            if key is not None:
+                successes[episode] = float(reached)
+    finally:
+        env.close()
+    return returns, successes
+
+
+@torch.no_grad()
+def evaluate_policy(policy: Policy, env_id: EnvSource, n_episodes: int, seed: int) -> np.ndarray:
     """Undiscounted returns of ``n_episodes`` episodes, shape ``[n_episodes]``.
 
     Episode ``i`` is reset with seed ``seed + i``, so the same policy and seed give the
-    same returns whatever ran before. Global random states are left untouched.
+    same returns whatever ran before. Global random states are left untouched. ``env_id``
+    may also be a dataset's ``DatasetInfo``; :func:`evaluate_policy_with_success` also
+    returns per-episode successes.
     """
-    env = gym.make(env_id)
-    returns = np.zeros(n_episodes)
-    try:
-        for i in range(n_episodes):
-            obs, _ = env.reset(seed=seed + i)
-            done = False
-            while not done:
-                obs, r, term, trunc, _ = env.step(to_env_action(policy(obs), env.action_space))
-                returns[i] += r
-                done = term or trunc
-    finally:
-        env.close()
-    return returns
+    return evaluate_policy_with_success(policy, env_id, n_episodes, seed)[0]
