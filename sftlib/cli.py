@@ -129,16 +129,16 @@ def _datasets(a: argparse.Namespace) -> int:
     return 0
 
 
-def _figures(a: argparse.Namespace) -> int:
-    from sftlib import plots
+def _figures(args: argparse.Namespace) -> int:
+    from sftlib.figures import write_paper_figures
 
     try:
-        written = plots.write_paper_figures(a.study_dir, a.out, reps=a.reps)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        paper = write_paper_figures(args.study_dir, args.out, reps=args.reps)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    for name, paths in written.items():
-        print(f"{name:<28} {' '.join(str(p) for p in paths)}")
+    for product, paths in paper.files.items():
+        print(f"{product:<28} {' '.join(str(path) for path in paths)}")
     return 0
 
 
