@@ -79,7 +79,6 @@ from sftlib.layout import (
     PARAMS_FILE,
     PRETRAIN_DIRNAME,
     SUMMARY,
-    interactive_run_dir,  # noqa: F401  (TODO: notebooks import it from sftlib.layout)
     run_dir,
 )
 from sftlib.runlock import RunLocked, run_lock
