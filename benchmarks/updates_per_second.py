@@ -1,51 +1,71 @@
-"""Gradient updates per second of every base algorithm, on random data of Hopper shapes.
+"""Gradient updates per second against the machine's matmul roofline, for one seed and for K
+seeds in one process, measured side by side in one run.
 
-    python benchmarks/updates_per_second.py --threads 1 --steps 300
-    python benchmarks/updates_per_second.py --device cuda --batch-size 256 --hidden 256 256
+    python benchmarks/updates_per_second.py                  # 1 thread, 64-64 and 256-256, K=8
+    python benchmarks/updates_per_second.py --seeds 8 --hidden 64 256 --algos iql td3bc
+    python benchmarks/updates_per_second.py --compile         # also torch.compile'd IQL
+    python benchmarks/updates_per_second.py --device cuda     # on a GPU
 
-Times ``Agent.update`` alone (batches are made beforehand, on the device): IQL (one rule
-offline and online), TD3+BC offline (with the behaviour-cloning term) and online (plain
-TD3), and SAC. TD3+BC steps its actor every ``policy_freq`` (2) updates, as in training,
-so its number is the mean over both kinds of update. Each algorithm gets ``--warmup``
-untimed updates first. ``--threads 0`` leaves torch's default (all cores).
+What is timed: ``Agent.update`` on random batches of Hopper shapes (obs 11, action 3, batch
+256) made beforehand on the device, after warm-up updates; the stacked K-seed agent gets one
+batch per seed. The roofline is a 1-thread (``--threads``) ``256x256 @ 256x256`` float32
+matmul, measured in the same run before every case, so machine drift shows in both numbers
+alike. FLOPs per update are counted from the matmuls an update actually runs (forward and
+backward, ``torch.utils.flop_counter``): elementwise work is not counted, so "% of roofline"
+is the share of the matmul peak the whole update reaches. Every case is repeated ``--reps``
+times, interleaved, and the median is printed.
+
+When ``d3rlpy`` is importable its IQL and TD3+BC updates are timed in the same interleaved
+loop on the same shapes, and the sftlib/d3rlpy ratio is printed (``pip install --no-deps
+d3rlpy`` plus its pure-Python dependencies works beside gymnasium 1.4).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from sftlib.agents import make_agent
+from sftlib.agents import Agent, make_agent
+from sftlib.agents.seeds import stack_agents
 from sftlib.buffer import Batch
 from sftlib.utils import resolve_device, set_threads
 
-HOPPER_OBS_DIM, HOPPER_ACT_DIM = 11, 3
-N_BATCHES = 16
-"""Distinct random batches cycled through, so no update sees exactly the previous batch."""
-CASES = (("iql", False), ("td3bc", False), ("td3bc", True), ("sac", True))
-"""(algorithm, online) pairs that are timed."""
+OBS_DIM, ACT_DIM, BATCH = 11, 3, 256
+CASES = {
+    "iql": (("iql", False),),
+    "td3bc": (("td3bc", False), ("td3bc", True)),
+    "calql": (("calql", False),),
+    "sac": (("sac", True),),
+}
+"""Algorithm -> the (algo, online) update kinds timed for it."""
+N_BATCHES = 8
 
 
-def random_batches(n: int, batch_size: int, device: torch.device, seed: int) -> list[Batch]:
-    """``n`` batches of random Hopper-shaped transitions: obs ``[B, 11]``, actions ``[B, 3]``
-    in ``[-1, 1]``, rewards ``[B]``, terminals ``[B]`` (about 1% ones)."""
+def random_batches(seeds: int, device: torch.device, seed: int) -> list[Batch]:
+    """Random Hopper-shaped batches ``[seeds, 256, ...]`` (rewards, ~1% terminals, returns-to-go)."""
     rng = np.random.default_rng(seed)
 
     def t(x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(x, dtype=torch.float32, device=device)
 
+    shape = (seeds, BATCH)
     return [
         Batch(
-            obs=t(rng.standard_normal((batch_size, HOPPER_OBS_DIM))),
-            actions=t(rng.uniform(-1.0, 1.0, (batch_size, HOPPER_ACT_DIM))),
-            rewards=t(rng.standard_normal(batch_size)),
-            next_obs=t(rng.standard_normal((batch_size, HOPPER_OBS_DIM))),
-            terminals=t(rng.random(batch_size) < 0.01),
+            obs=t(rng.standard_normal((*shape, OBS_DIM))),
+            actions=t(rng.uniform(-1.0, 1.0, (*shape, ACT_DIM))),
+            rewards=t(rng.standard_normal(shape)),
+            next_obs=t(rng.standard_normal((*shape, OBS_DIM))),
+            terminals=t(rng.random(shape) < 0.01),
+            returns_to_go=t(rng.standard_normal(shape) * 10.0),
         )
-        for _ in range(n)
+        for _ in range(N_BATCHES)
     ]
 
 
@@ -54,63 +74,211 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_updates(
-    algo: str,
-    online: bool,
-    batches: list[Batch],
-    hidden: tuple[int, ...],
-    steps: int,
-    warmup: int,
-    device: torch.device,
-) -> float:
-    """Seconds per update of ``algo`` (mean over ``steps`` timed updates)."""
-    agent = make_agent(
-        algo,
-        HOPPER_OBS_DIM,
-        HOPPER_ACT_DIM,
-        {"hidden": hidden, "batch_size": len(batches[0].obs)},
-        device=device,
-    )
-    for i in range(warmup):
-        agent.update(batches[i % len(batches)], online=online)
+def roofline(device: torch.device, reps: int = 300) -> float:
+    """GFLOP/s of a ``256x256 @ 256x256`` float32 matmul on ``device``."""
+    a = torch.randn(256, 256, device=device)
+    b = torch.randn(256, 256, device=device)
+    for _ in range(20):
+        torch.mm(a, b)
     sync(device)
-    t0 = time.perf_counter()
-    for i in range(steps):
-        agent.update(batches[i % len(batches)], online=online)
+    start = time.perf_counter()
+    for _ in range(reps):
+        torch.mm(a, b)
     sync(device)
-    return (time.perf_counter() - t0) / steps
+    return 2 * 256**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def build(algo: str, hidden: tuple[int, ...], seeds: int, device: torch.device) -> Agent:
+    agents = []
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        agents.append(
+            make_agent(
+                algo, OBS_DIM, ACT_DIM, {"hidden": hidden, "batch_size": BATCH}, device=device
+            )
+        )
+    return stack_agents(agents)
+
+
+def update_flops(update: Callable[[Batch], object], batch: Batch) -> int:
+    """Matmul FLOPs of one update (forward and backward)."""
+    with FlopCounterMode(display=False) as counter:
+        update(batch)
+    return counter.get_total_flops()
+
+
+@dataclass
+class Case:
+    """One timed update rule: a name, its update function and its batches."""
+
+    name: str
+    update: Callable[[Batch], object]
+    batches: list[Batch]
+    seeds: int
+    flops: int = 0
+    samples: list[float] | None = None
+
+    def time(self, steps: int, device: torch.device) -> None:
+        sync(device)
+        start = time.perf_counter()
+        for i in range(steps):
+            self.update(self.batches[i % N_BATCHES])
+        sync(device)
+        rate = steps / (time.perf_counter() - start)
+        self.samples = (self.samples or []) + [rate]
+
+    @property
+    def rate(self) -> float:
+        """Median batched updates per second."""
+        return statistics.median(self.samples or [float("nan")])
+
+
+def d3rlpy_cases(hidden: tuple[int, ...], device: torch.device) -> list[Case]:
+    """d3rlpy's IQL and TD3+BC updates on the same shapes, when d3rlpy is importable."""
+    try:
+        import d3rlpy
+        from d3rlpy.dataset import TransitionMiniBatch  # noqa: F401
+    except ImportError:
+        return []
+    import gymnasium as gym
+
+    cases = []
+    encoder = d3rlpy.models.VectorEncoderFactory(hidden_units=list(hidden))
+    configs = {
+        "iql": d3rlpy.algos.IQLConfig(
+            batch_size=BATCH,
+            actor_encoder_factory=encoder,
+            critic_encoder_factory=encoder,
+            value_encoder_factory=encoder,
+        ),
+        "td3bc": d3rlpy.algos.TD3PlusBCConfig(
+            batch_size=BATCH, actor_encoder_factory=encoder, critic_encoder_factory=encoder
+        ),
+    }
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
+    act_space = gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
+    for name, config in configs.items():
+        algo = config.create(device=str(device))
+        algo.create_impl((OBS_DIM,), ACT_DIM)
+        del obs_space, act_space
+        rng = np.random.default_rng(0)
+        batches = []
+        for _ in range(N_BATCHES):
+            obs = rng.standard_normal((BATCH, OBS_DIM)).astype(np.float32)
+            batches.append(
+                d3rlpy.torch_utility.TorchMiniBatch(
+                    observations=torch.as_tensor(obs, device=device),
+                    actions=torch.as_tensor(
+                        rng.uniform(-1, 1, (BATCH, ACT_DIM)), dtype=torch.float32, device=device
+                    ),
+                    rewards=torch.as_tensor(
+                        rng.standard_normal((BATCH, 1)), dtype=torch.float32, device=device
+                    ),
+                    next_observations=torch.as_tensor(
+                        rng.standard_normal((BATCH, OBS_DIM)), dtype=torch.float32, device=device
+                    ),
+                    next_actions=torch.zeros(BATCH, ACT_DIM, device=device),
+                    returns_to_go=torch.zeros(BATCH, 1, device=device),
+                    terminals=torch.zeros(BATCH, 1, device=device),
+                    intervals=torch.ones(BATCH, 1, device=device),
+                    device=str(device),
+                )
+            )
+        impl = algo.impl
+        cases.append(
+            Case(f"d3rlpy {name}", lambda b, impl=impl: impl.update(b, 0), batches, 1)  # type: ignore[misc]
+        )
+    return cases
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[256, 256], help="hidden widths")
-    p.add_argument("--batch-size", type=int, default=256, help="transitions per update")
-    p.add_argument("--steps", type=int, default=300, help="timed updates per algorithm")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch default)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[64, 256], help="widths (2 layers)")
+    p.add_argument("--seeds", type=int, default=8, help="K: seeds of the stacked agent")
+    p.add_argument("--algos", nargs="+", default=["iql", "td3bc"], choices=sorted(CASES))
+    p.add_argument("--steps", type=int, default=200, help="timed updates per case and rep")
     p.add_argument("--warmup", type=int, default=20, help="untimed updates first")
+    p.add_argument("--reps", type=int, default=3, help="interleaved repetitions (median)")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile'd IQL")
     p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto")
-    p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    if a.steps <= 0 or a.warmup < 0 or a.batch_size <= 0 or a.threads < 0:
-        p.error("--steps and --batch-size must be positive, --warmup and --threads >= 0")
+    if a.steps <= 0 or a.warmup < 0 or a.threads < 0 or a.seeds < 1 or a.reps < 1:
+        p.error("--steps, --seeds, --reps must be positive, --warmup and --threads >= 0")
 
     set_threads(a.threads)
-    torch.manual_seed(a.seed)
     device = resolve_device(a.device)
-    hidden = tuple(a.hidden)
-    batches = random_batches(N_BATCHES, a.batch_size, device, a.seed)
-
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"torch {torch.__version__} | device {device} ({name}) | threads "
-        f"{torch.get_num_threads()} | hidden {list(hidden)} | batch {a.batch_size} | "
-        f"obs {HOPPER_OBS_DIM} act {HOPPER_ACT_DIM} | {a.steps} timed after {a.warmup} warm-up"
+        f"{torch.get_num_threads()} | batch {BATCH} | obs {OBS_DIM} act {ACT_DIM} | "
+        f"{a.steps} timed updates x {a.reps} interleaved reps after {a.warmup} warm-up"
     )
-    print(f"{'algorithm':<10} {'update':<8} {'updates/s':>10} {'ms/update':>10}")
-    for algo, online in CASES:
-        sec = time_updates(algo, online, batches, hidden, a.steps, a.warmup, device)
-        kind = "online" if online else "offline"
-        print(f"{algo:<10} {kind:<8} {1.0 / sec:>10.1f} {1000.0 * sec:>10.2f}")
+    for width in a.hidden:
+        hidden = (width, width)
+        cases: list[Case] = []
+        for algo in a.algos:
+            for kind, online in CASES[algo]:
+                label = f"{kind} {'online' if online else 'offline'}"
+                for seeds in sorted({1, a.seeds}):
+                    agent = build(kind, hidden, seeds, device)
+                    batches = random_batches(seeds, device, 0)
+
+                    def update(batch, agent=agent, online=online):
+                        return agent.update(batch, online=online)
+
+                    cases.append(Case(f"{label} K={seeds}", update, batches, seeds))
+        if a.compile and "iql" in a.algos:
+            cases.append(compiled_iql(hidden, device, a.warmup))
+        cases += d3rlpy_cases(hidden, device)
+        for case in cases:
+            for i in range(a.warmup):
+                case.update(case.batches[i % N_BATCHES])
+            case.flops = update_flops(case.update, case.batches[0])
+        rooflines = []
+        for _ in range(a.reps):
+            for case in cases:
+                rooflines.append(roofline(device))
+                case.time(a.steps, device)
+        peak = statistics.median(rooflines)
+        print(f"\nhidden {list(hidden)} | roofline {peak:.1f} GFLOP/s (matmul 256^3, median)")
+        print(
+            f"{'update':<28} {'updates/s':>10} {'seed-upd/s':>11} {'GFLOP/upd':>10} "
+            f"{'GFLOP/s':>8} {'roofline':>9} {'x one seed':>11}"
+        )
+        single = {c.name.rsplit(" K=", 1)[0]: c for c in cases if c.name.endswith(" K=1")}
+        for case in cases:
+            gflops = case.flops * case.rate / 1e9
+            base = single.get(case.name.rsplit(" K=", 1)[0])
+            ratio = (
+                f"{case.rate * case.seeds / base.rate:>10.2f}x"
+                if base is not None and case is not base
+                else f"{'':>11}"
+            )
+            print(
+                f"{case.name:<28} {case.rate:>10.1f} {case.rate * case.seeds:>11.1f} "
+                f"{case.flops / case.seeds / 1e9:>10.3f} {gflops:>8.1f} {gflops / peak:>8.0%} "
+                f"{ratio}"
+            )
+        for case in cases:
+            if case.name.startswith("d3rlpy"):
+                ours = single.get(case.name.replace("d3rlpy ", "") + " offline")
+                if ours is not None:
+                    print(f"sftlib / d3rlpy, {case.name[7:]}: {ours.rate / case.rate:.2f}x")
+
+
+def compiled_iql(hidden: tuple[int, ...], device: torch.device, warmup: int) -> Case:
+    """IQL with its update compiled by ``torch.compile`` (compile time printed)."""
+    agent = build("iql", hidden, 1, device)
+    agent.compile_update()
+    batches = random_batches(1, device, 0)
+    start = time.perf_counter()
+    agent.update(batches[0])
+    agent.update(batches[1])
+    print(
+        f"torch.compile of the IQL update, hidden {list(hidden)}: {time.perf_counter() - start:.1f}s"
+    )
+    return Case("iql offline compiled K=1", agent.update, batches, 1)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import nn
+from torch.distributions import Normal
 from tqdm.auto import tqdm
 
 from sftlib.agents import SAC, SACConfig
 from sftlib.buffer import ReplayBuffer
 from sftlib.evaluation import evaluate_policy, from_env_action, to_env_action
-from sftlib.networks import GaussianActor
+from sftlib.networks import LOG_STD_MAX, LOG_STD_MIN, GaussianActor
 from sftlib.utils import seed_everything
 
 BehaviourRecord = dict[str, Any]
@@ -72,11 +74,7 @@ def train_behaviour(
                 lambda o: agent.act(o, deterministic=True), env_id, eval_episodes, 20_000 + seed
             ).mean()
             record["snapshots"].append(
-                {
-                    "step": step,
-                    "return": float(ret),
-                    "actor": {k: v.clone() for k, v in agent.actor.state_dict().items()},
-                }
+                {"step": step, "return": float(ret), "actor": asset_state(agent.actor)}
             )
             bar.set_postfix(ret=f"{ret:.0f}")
     env.close()
@@ -114,15 +112,48 @@ def prune(record: BehaviourRecord) -> BehaviourRecord:
     return {**record, "snapshots": [record["snapshots"][i] for i in keep]}
 
 
-def snapshot_actor(record: BehaviourRecord, index: int) -> GaussianActor:
+class BehaviourActor(nn.Module):
+    """SAC's squashed Gaussian actor in the layout of the shipped assets: an ``nn.Sequential``
+    of ``nn.Linear`` layers (``net.0``, ``net.2``, ...) whose output is ``[mean, log_std]``.
+
+    The assets keep this layout whatever the training networks look like, so the datasets
+    made from them stay the same; :func:`asset_state` converts a trained actor to it.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        last = obs_dim
+        for width in hidden:
+            layers += [nn.Linear(last, width), nn.ReLU()]
+            last = width
+        layers.append(nn.Linear(last, 2 * act_dim))
+        self.net = nn.Sequential(*layers)
+
+    def _distribution(self, obs: torch.Tensor) -> Normal:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return Normal(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp())
+
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        """``tanh`` of a sample of the Gaussian (torch's global generator), ``[B, act_dim]``."""
+        return torch.tanh(self._distribution(obs).rsample())
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self._distribution(obs).mean)
+
+
+def asset_state(actor: GaussianActor) -> dict[str, torch.Tensor]:
+    """A one-seed training actor's weights in the :class:`BehaviourActor` layout."""
+    state = {}
+    for index, layer in enumerate(actor.net.layers):
+        state[f"net.{2 * index}.weight"] = layer.weight[0].detach().t().clone()
+        state[f"net.{2 * index}.bias"] = layer.bias[0, 0].detach().clone()
+    return state
+
+
+def snapshot_actor(record: BehaviourRecord, index: int) -> BehaviourActor:
     """The actor of snapshot ``index`` (SAC's squashed Gaussian, raw observations)."""
-    actor = GaussianActor(
-        record["obs_dim"],
-        record["act_dim"],
-        tuple(record["hidden"]),
-        squash=True,
-        state_dependent_std=True,
-    )
+    actor = BehaviourActor(record["obs_dim"], record["act_dim"], tuple(record["hidden"]))
     actor.load_state_dict(record["snapshots"][index]["actor"])
     actor.requires_grad_(False)
     return actor
@@ -135,7 +166,7 @@ def snapshot_policy(record: BehaviourRecord, index: int, deterministic: bool):
     @torch.no_grad()
     def policy(obs: np.ndarray) -> np.ndarray:
         o = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
-        a = actor.deterministic(o) if deterministic else actor.sample(o)[0]
+        a = actor.deterministic(o) if deterministic else actor.sample(o)
         return a[0].numpy()
 
     return policy

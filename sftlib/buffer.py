@@ -1,16 +1,29 @@
-"""Transition storage, mixed offline/online sampling and observation normalisation.
+"""Transition storage, offline/online sampling and observation normalisation.
 
-Data containers only: nothing here imports an algorithm.
+Data containers only: nothing here imports an algorithm. A buffer keeps every transition as
+one row of a single float32 array (``obs | action | reward | next_obs | terminal``), so a
+batch is one gather of rows, shared with torch without a copy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 FIELDS = ("obs", "actions", "rewards", "next_obs", "terminals")
+"""The fields of a transition every algorithm reads."""
+COLUMNS = (*FIELDS, "returns_to_go")
+"""The columns of a buffer row: the fields and the discounted Monte-Carlo return-to-go of the
+transition in its episode (what Cal-QL calibrates with; 0 until filled)."""
+ONLINE_DATA = ("mix", "append")
+"""How online transitions enter the learner's batches: ``mix`` draws a fixed share
+``offline_ratio`` from the offline data and the rest from the online buffer (RLPD, Cal-QL);
+``append`` draws uniformly from the offline data with the online data appended, so the
+online share grows with the online buffer (the natural ratio of the IQL and CORL
+fine-tuning code)."""
 
 
 @dataclass
@@ -18,8 +31,9 @@ class Batch:
     """A batch of transitions as float32 tensors.
 
     ``obs``/``next_obs``: ``[B, obs_dim]`` (raw, unnormalised); ``actions``: ``[B, act_dim]``
-    in ``[-1, 1]``; ``rewards``/``terminals``: ``[B]``. ``terminals`` is 1 only for true
-    termination: time-limit truncation is *not* termination and keeps bootstrapping.
+    in ``[-1, 1]``; ``rewards``/``terminals``: ``[B]``. A batched run stacks one batch per
+    seed in front: ``[seeds, B, ...]``. ``terminals`` is 1 only for true termination:
+    time-limit truncation is *not* termination and keeps bootstrapping.
     """
 
     obs: torch.Tensor
@@ -27,44 +41,97 @@ class Batch:
     rewards: torch.Tensor
     next_obs: torch.Tensor
     terminals: torch.Tensor
+    returns_to_go: torch.Tensor | None = None
+    """``[B]``: discounted return-to-go of each transition in its episode (buffers fill it;
+    batches built by hand may leave it out)."""
+
+    def _map(self, fn) -> Batch:
+        return Batch(
+            *(fn(getattr(self, f)) for f in FIELDS),
+            None if self.returns_to_go is None else fn(self.returns_to_go),
+        )
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(getattr(self, f).to(device) for f in FIELDS))
+        if self.obs.device == torch.device(device):
+            return self
+        return self._map(lambda t: t.to(device))
+
+    def unsqueeze_seed(self) -> Batch:
+        """The batch of a one-seed run with the leading seed dimension ``[1, B, ...]``."""
+        return self._map(lambda t: t.unsqueeze(0))
+
+    def seed(self, index: int) -> Batch:
+        """The batch of seed ``index`` of a stacked batch."""
+        return self._map(lambda t: t[index])
 
 
 class ReplayBuffer:
-    """Fixed-capacity FIFO ring buffer of transitions (numpy, float32)."""
+    """Fixed-capacity FIFO ring buffer of transitions, one float32 row each.
+
+    ``obs``, ``actions``, ``rewards``, ``next_obs`` and ``terminals`` are numpy views of the
+    columns of the row storage.
+    """
 
     def __init__(self, obs_dim: int, act_dim: int, capacity: int) -> None:
         if capacity <= 0:
             raise ValueError(f"capacity must be positive, got {capacity}")
         self.capacity = capacity
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.obs = np.zeros((capacity, obs_dim), np.float32)
-        self.actions = np.zeros((capacity, act_dim), np.float32)
-        self.rewards = np.zeros(capacity, np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), np.float32)
-        self.terminals = np.zeros(capacity, np.float32)
+        widths = (obs_dim, act_dim, 1, obs_dim, 1, 1)
+        self.rows = np.zeros((capacity, sum(widths)), np.float32)
+        self._rows_t = torch.from_numpy(self.rows)  # shares memory: no copy per batch
+        edges = np.cumsum((0, *widths))
+        self.columns = {
+            f: (int(a), int(b)) for f, a, b in zip(COLUMNS, edges[:-1], edges[1:], strict=True)
+        }
+        for f, (a, b) in self.columns.items():
+            view = self.rows[:, a:b]
+            setattr(self, f, view if f in ("obs", "actions", "next_obs") else view[:, 0])
+        self.episode_ends = np.zeros(capacity, bool)
+        """True at the last stored transition of every episode (terminated or cut)."""
         self.size = 0
         self.ptr = 0
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs, action, reward: float, next_obs, terminal: bool) -> None:
+    def add(self, obs, action, reward: float, next_obs, terminal: bool) -> int:
+        """Store one transition; returns its row index."""
         i = self.ptr
         self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
         self.next_obs[i], self.terminals[i] = next_obs, float(terminal)
+        self.returns_to_go[i], self.episode_ends[i] = 0.0, False
         self.ptr = (self.ptr + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+        return i
+
+    def end_episode(self, rows: np.ndarray, discount: float) -> None:
+        """Mark ``rows`` (the transitions of one finished episode, in order) as an episode and
+        fill their returns-to-go (see :func:`returns_to_go`)."""
+        self.episode_ends[rows[-1]] = True
+        self.returns_to_go[rows] = returns_to_go(
+            self.rewards[rows], self.terminals[rows], np.zeros(len(rows), bool), discount
+        )
+
+    def fill_returns_to_go(self, discount: float) -> None:
+        """Returns-to-go of every stored transition, episode by episode (``episode_ends``)."""
+        n = self.size
+        self.returns_to_go[:n] = returns_to_go(
+            self.rewards[:n], self.terminals[:n], self.episode_ends[:n], discount
+        )
 
     @classmethod
-    def from_arrays(cls, **arrays: np.ndarray) -> ReplayBuffer:
-        """A full buffer holding exactly the given transition arrays (keys: :data:`FIELDS`)."""
+    def from_arrays(
+        cls, episode_ends: np.ndarray | None = None, **arrays: np.ndarray
+    ) -> ReplayBuffer:
+        """A full buffer holding exactly the given transition arrays (keys: :data:`FIELDS`),
+        with the episode boundaries ``episode_ends`` if given."""
         n = len(arrays["obs"])
         buf = cls(arrays["obs"].shape[1], arrays["actions"].shape[1], max(n, 1))
         for f in FIELDS:
             getattr(buf, f)[:n] = arrays[f]
+        if episode_ends is not None:
+            buf.episode_ends[:n] = episode_ends
         buf.size, buf.ptr = n, n % buf.capacity
         return buf
 
@@ -74,18 +141,38 @@ class ReplayBuffer:
     def take(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         return {f: getattr(self, f)[idx] for f in FIELDS}
 
+    def gather(self, idx: np.ndarray) -> torch.Tensor:
+        """Rows ``idx`` (any shape) as one tensor ``[*idx.shape, row_width]``."""
+        flat = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64).reshape(-1))
+        return self._rows_t.index_select(0, flat).view(*idx.shape, -1)
+
+    def batch(self, rows: torch.Tensor) -> Batch:
+        """Split gathered rows ``[..., row_width]`` into a :class:`Batch` (column views)."""
+        parts = {f: rows[..., a:b] for f, (a, b) in self.columns.items()}
+        for f in ("rewards", "terminals", "returns_to_go"):
+            parts[f] = parts[f][..., 0]
+        return Batch(**parts)
+
     def sample(self, n: int, rng: np.random.Generator) -> Batch:
         """``n`` transitions drawn uniformly with replacement."""
         if self.size == 0:
             raise ValueError("cannot sample from an empty buffer")
-        return to_batch(self.take(self.indices(n, rng)))
+        return self.batch(self.gather(self.indices(n, rng)))
+
+    def sample_per_seed(self, n: int, rngs: Sequence[np.random.Generator]) -> Batch:
+        """``n`` transitions for each seed, each drawn with that seed's generator:
+        a stacked batch ``[len(rngs), n, ...]``."""
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty buffer")
+        return self.batch(self.gather(np.stack([self.indices(n, rng) for rng in rngs])))
 
     def state_dict(self) -> dict:
         return {
             "capacity": self.capacity,
             "size": self.size,
             "ptr": self.ptr,
-            **{f: getattr(self, f)[: self.size].copy() for f in FIELDS},
+            "episode_ends": self.episode_ends[: self.size].copy(),
+            **{f: getattr(self, f)[: self.size].copy() for f in COLUMNS},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -94,8 +181,29 @@ class ReplayBuffer:
                 f"buffer capacity mismatch: checkpoint {state['capacity']}, here {self.capacity}"
             )
         self.size, self.ptr = state["size"], state["ptr"]
-        for f in FIELDS:
+        self.episode_ends[: self.size] = state["episode_ends"]
+        for f in COLUMNS:
             getattr(self, f)[: self.size] = state[f]
+
+
+def returns_to_go(
+    rewards: np.ndarray, terminals: np.ndarray, episode_ends: np.ndarray, discount: float
+) -> np.ndarray:
+    """Discounted return-to-go ``G_t = r_t + gamma (1 - d_t) G_{t+1}`` within each episode.
+
+    An episode ends at a termination or where ``episode_ends`` is set (a time-limit cut, or
+    the last stored transition). A cut episode is *not* bootstrapped beyond its last reward:
+    its returns-to-go are lower bounds of the true values, as in Cal-QL's reference
+    (``get_return_to_go``), which is what a calibration bound needs.
+    """
+    out = np.zeros(len(rewards), np.float64)
+    following = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        if episode_ends[t] or terminals[t] or t == len(rewards) - 1:
+            following = 0.0
+        following = float(rewards[t]) + discount * following
+        out[t] = following
+    return out.astype(np.float32)
 
 
 def to_batch(arrays: dict[str, np.ndarray]) -> Batch:
@@ -109,7 +217,7 @@ def sample_mixed(
     offline_ratio: float,
     rng: np.random.Generator,
 ) -> Batch:
-    """A batch with ``round(batch_size * offline_ratio)`` offline transitions, the rest online.
+    """``mix``: ``round(batch_size * offline_ratio)`` offline transitions, the rest online.
 
     While the online buffer is empty, the whole batch is offline.
     """
@@ -117,10 +225,41 @@ def sample_mixed(
     n_on = batch_size - n_off
     parts = []
     if n_off:
-        parts.append(offline.take(offline.indices(n_off, rng)))
+        parts.append(offline.gather(offline.indices(n_off, rng)))
     if n_on:
-        parts.append(online.take(online.indices(n_on, rng)))
-    return to_batch({f: np.concatenate([p[f] for p in parts]) for f in FIELDS})
+        parts.append(online.gather(online.indices(n_on, rng)))
+    return offline.batch(torch.cat(parts) if len(parts) > 1 else parts[0])
+
+
+def sample_appended(
+    offline: ReplayBuffer, online: ReplayBuffer, batch_size: int, rng: np.random.Generator
+) -> Batch:
+    """``append``: ``batch_size`` transitions drawn uniformly from the offline data with the
+    online data appended (an index below ``len(offline)`` is offline, the rest online), so the
+    online share is ``len(online) / (len(offline) + len(online))``."""
+    idx = rng.integers(0, len(offline) + len(online), size=batch_size)
+    is_online = idx >= len(offline)
+    rows = offline.gather(np.where(is_online, 0, idx))  # a new tensor: the buffer is safe
+    if is_online.any():
+        on_rows = online.gather(idx[is_online] - len(offline))
+        rows[torch.from_numpy(is_online)] = on_rows
+    return offline.batch(rows)
+
+
+def sample_online_data(
+    offline: ReplayBuffer,
+    online: ReplayBuffer,
+    batch_size: int,
+    online_data: str,
+    offline_ratio: float,
+    rng: np.random.Generator,
+) -> Batch:
+    """A fine-tuning batch by the rule ``online_data`` (see :data:`ONLINE_DATA`)."""
+    if online_data == "mix":
+        return sample_mixed(offline, online, batch_size, offline_ratio, rng)
+    if online_data == "append":
+        return sample_appended(offline, online, batch_size, rng)
+    raise ValueError(f"online_data must be one of {list(ONLINE_DATA)}, got {online_data!r}")
 
 
 class Normalizer:

@@ -21,6 +21,9 @@ from sftlib.utils import atomic_write_text, rng_state, set_rng_state
 if TYPE_CHECKING:
     from sftlib.finetune import FineTuner
 
+AGENT_FORMAT = 2
+"""Version of the agent and checkpoint files: 2 = stacked networks (``sftlib.networks``)."""
+
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or does not fit; the message says what to do."""
@@ -52,7 +55,19 @@ def load_pretrained(pretrain_dir: str | Path) -> dict[str, Any]:
             f"pretraining checkpoint in {pretrain_dir} lacks {sorted(missing)}; "
             "it was not written by sftlib.pretrain"
         )
+    check_format(state, Path(pretrain_dir) / AGENT)
     return state
+
+
+def check_format(state: dict[str, Any], path: Path) -> None:
+    """A checkpoint written by an earlier sftlib, whose networks had another layout, is
+    refused with what to do, before anything tries to load it."""
+    if state.get("format") != AGENT_FORMAT:
+        raise CheckpointError(
+            f"{path} was written by an earlier version of sftlib (file format "
+            f"{state.get('format', 1)}, this version reads {AGENT_FORMAT}); delete it and run "
+            "the step that writes it again"
+        )
 
 
 def agent_from_state(agent_state: dict[str, Any], device: torch.device | str = "cpu") -> Agent:
@@ -68,27 +83,6 @@ def agent_from_state(agent_state: dict[str, Any], device: torch.device | str = "
     # A copy: optimiser state loaded on CPU shares tensors with the dict it came from.
     agent.load_state_dict(copy.deepcopy(agent_state))
     return agent
-
-
-def pretrain_checkpoint(
-    agent: Agent,
-    rng: Any,
-    step: int,
-    evals: list[dict],
-    train: list[dict],
-    elapsed: float,
-    config: Any,
-) -> dict[str, Any]:
-    """The resumable state of a pretraining run after ``step`` gradient steps."""
-    return {
-        "agent": agent.state_dict(),
-        "rng": rng_state(rng),
-        "step": step,
-        "evals": evals,
-        "train": train,
-        "elapsed": elapsed,
-        "config": comparable_config(config),
-    }
 
 
 def finetune_checkpoint(tuner: FineTuner) -> dict[str, Any]:
@@ -107,6 +101,7 @@ def finetune_checkpoint(tuner: FineTuner) -> dict[str, Any]:
         "env_rng": tuner.env.unwrapped.np_random.bit_generator.state,
         "state": dataclasses.asdict(tuner.state),
         "config": comparable_config(tuner.config),
+        "format": AGENT_FORMAT,
     }
 
 
@@ -182,6 +177,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def check_checkpoint_config(state: dict[str, Any], config: Any, path: Path) -> None:
     """A resumable checkpoint continues only the configuration that wrote it."""
+    check_format(state, path)
     if state.get("config") != comparable_config(config):
         raise CheckpointError(
             f"{path} was written with other parameters; delete it (or the run directory) to "

@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the repository's notebooks/)",
     )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument(
+        "--seeds-per-process",
+        type=int,
+        default=0,
+        help="seeds of one (dataset, algo) pretrained in one process as one stacked model "
+        "(default 0: all of them; 1: one process per seed)",
+    )
 
     d = sub.add_parser("datasets", help="build the local Minari datasets of an environment")
     d.add_argument("env_id", help="Gymnasium id, e.g. Hopper-v5")
@@ -92,17 +99,19 @@ def _sweep(a: argparse.Namespace) -> int:
     except ParamsError as e:
         print(f"invalid parameters:\n{e}", file=sys.stderr)
         return 2
+    from sftlib import plan as planning
     from sftlib import sweep
 
     nb = {}
     if a.notebooks:
         nb = {
-            "pretrain_notebook": Path(a.notebooks) / sweep.PRETRAIN_NOTEBOOK.name,
-            "finetune_notebook": Path(a.notebooks) / sweep.FINETUNE_NOTEBOOK.name,
+            "pretrain_notebook": Path(a.notebooks) / planning.PRETRAIN_NOTEBOOK.name,
+            "finetune_notebook": Path(a.notebooks) / planning.FINETUNE_NOTEBOOK.name,
         }
     print(f"study {study.study} from {' + '.join(study.files)}", file=sys.stderr)
     if a.dry_run:
-        print(sweep.describe_plan(sweep.plan(study, a.results, **nb)))
+        runs = planning.plan(study, a.results, seeds_per_process=a.seeds_per_process, **nb)
+        print(planning.describe_plan(runs))
         return 0
     try:
         report = sweep.run_sweep(
@@ -112,6 +121,7 @@ def _sweep(a: argparse.Namespace) -> int:
             a.workers,
             ensure_datasets=not a.no_datasets,
             progress=not a.quiet,
+            seeds_per_process=a.seeds_per_process,
             **nb,
         )
     except (FileNotFoundError, ValueError) as e:

@@ -12,9 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sftlib.agents import AGENTS, RESET_SCOPES, agent_class, build_config
+from sftlib.buffer import ONLINE_DATA
+from sftlib.goals import check_reward_convention
 from sftlib.typecheck import check_field_types
 
 OPE_ESTIMATORS = ("q", "mc", "fqe", "cpe")
+REFERENCE_ONLINE_DATA = {"iql": "append", "td3bc": "append", "calql": "mix"}
+"""Online-data rule of each base algorithm's reference fine-tuning code: IQL (Kostrikov et
+al.'s ``train_finetune.py``; CORL ``iql.py``) and TD3+BC (continued on one replay buffer
+holding the offline data, as TD3+BC's follow-ups do) append online transitions to the
+offline buffer; Cal-QL (Nakamoto et al.; CORL ``cal_ql.py``) mixes a fixed 50/50 share."""
 SELECTIONS = ("argmax", "softmax")
 
 
@@ -92,6 +99,10 @@ class PretrainConfig:
     """Transitions per gradient step."""
     agent: dict[str, Any] = field(default_factory=dict)
     """Further fields of the algorithm's config (``IQLConfig``, ``TD3BCConfig``)."""
+    reward_convention: str = "raw"
+    """Reward shaping of the dataset (and of online rewards in fine-tuning): ``raw``,
+    ``minus_one`` (``r - 1``, IQL on AntMaze) or ``calql`` (``10 r - 5``); see
+    :data:`sftlib.goals.REWARD_CONVENTIONS`."""
     checkpoint_every: int = 5_000
     """Write a resumable checkpoint every this many steps."""
     device: str = "auto"
@@ -108,6 +119,7 @@ class PretrainConfig:
         )
         _non_negative(self, "threads", "seed")
         validate_dataset_id(self.dataset_id)
+        check_reward_convention(self.reward_convention)
         self.agent_config()  # unknown or invalid agent fields fail here, before any compute
 
     def agent_config(self):
@@ -212,8 +224,14 @@ class FinetuneConfig:
     """Directory of the pretraining run (holds ``agent.pt``)."""
     online_steps: int = 2_000
     """Environment steps of online fine-tuning."""
+    online_data: str = "auto"
+    """How online transitions enter the learner's batches: ``mix`` (a fixed share
+    ``offline_ratio`` of offline data, as RLPD and Cal-QL do), ``append`` (online data appended
+    to the offline data, sampled uniformly: the natural ratio, as the IQL and CORL fine-tuning
+    code do), or ``auto``: the base algorithm's reference recipe
+    (:data:`REFERENCE_ONLINE_DATA`)."""
     offline_ratio: float = 0.5
-    """Share of each batch drawn from the offline dataset, in [0, 1]."""
+    """``mix`` only: share of each batch drawn from the offline dataset, in [0, 1]."""
     utd_ratio: int = 1
     """Gradient updates of the learner per environment step."""
     eval_every: int = 1_000
@@ -249,6 +267,13 @@ class FinetuneConfig:
         _non_negative(self, "threads", "seed")
         if not isinstance(self.offline_ratio, int | float) or not 0.0 <= self.offline_ratio <= 1.0:
             raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio!r}")
+        _choice("online_data", self.online_data, ["auto", *ONLINE_DATA])
+
+    def online_data_for(self, algo: str) -> str:
+        """The online-data rule used for base algorithm ``algo`` (``auto`` resolved)."""
+        if self.online_data != "auto":
+            return self.online_data
+        return REFERENCE_ONLINE_DATA.get(algo, "mix")
 
 
 def validate_dataset_id(dataset_id: str) -> None:

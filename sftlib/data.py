@@ -241,7 +241,7 @@ def transitions(ds: minari.MinariDataset, *, reward_convention: str = "raw") -> 
     space = ds.spec.action_space
     goal_conditioned = is_goal_space(ds.spec.observation_space)
     parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminals")
+        k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminals", "episode_ends")
     }
     for ep in ds.iterate_episodes():
         observations = flatten_goal_obs(ep.observations) if goal_conditioned else ep.observations
@@ -252,6 +252,9 @@ def transitions(ds: minari.MinariDataset, *, reward_convention: str = "raw") -> 
         rewards = np.asarray(ep.rewards, np.float32)
         parts["rewards"].append(shape_reward(rewards, reward_convention))
         parts["terminals"].append(np.asarray(ep.terminations, np.float32))
+        ends = np.zeros(len(rewards), bool)
+        ends[-1] = True
+        parts["episode_ends"].append(ends)
     return ReplayBuffer.from_arrays(**{k: np.concatenate(v) for k, v in parts.items()})
 
 

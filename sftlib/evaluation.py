@@ -8,7 +8,7 @@ the D4RL normalised score is defined on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -80,3 +80,46 @@ def evaluate_policy(policy: Policy, env_id: EnvSource, n_episodes: int, seed: in
     returns per-episode successes.
     """
     return evaluate_policy_with_success(policy, env_id, n_episodes, seed)[0]
+
+
+@torch.no_grad()
+def evaluate_seeds(
+    act: Callable[[np.ndarray], np.ndarray],
+    env_id: EnvSource,
+    n_episodes: int,
+    seeds: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns and successes ``[len(seeds), n_episodes]`` of one policy per seed, stepped side
+    by side (one batched forward pass per step for all seeds).
+
+    ``act`` maps one observation per seed ``[K, obs_dim]`` to one action per seed ``[K,
+    act_dim]``. Episode ``i`` of policy ``k`` is reset with seed ``seeds[k] + i``, as
+    :func:`evaluate_policy_with_success` does for one policy, so a seed's numbers are those
+    of its own evaluation. Successes are NaN where the task defines no success.
+    """
+    envs = [make_env(env_id) for _ in seeds]
+    key = success_key(env_id_of(env_id))
+    returns = np.zeros((len(seeds), n_episodes))
+    successes = np.full((len(seeds), n_episodes), np.nan if key is None else 0.0)
+    try:
+        for episode in range(n_episodes):
+            obs = np.stack(
+                [env.reset(seed=s + episode)[0] for env, s in zip(envs, seeds, strict=True)]
+            )
+            running = np.ones(len(seeds), bool)
+            while running.any():
+                actions = act(obs)
+                for k in np.flatnonzero(running):
+                    env = envs[k]
+                    next_obs, reward, term, trunc, info = env.step(
+                        to_env_action(actions[k], env.action_space)
+                    )
+                    returns[k, episode] += reward
+                    if key is not None and bool(info.get(key, False)):
+                        successes[k, episode] = 1.0
+                    obs[k] = next_obs
+                    running[k] = not (term or trunc)
+    finally:
+        for env in envs:
+            env.close()
+    return returns, successes

@@ -15,9 +15,9 @@ Levels follow D4RL's recipes with this project's own behaviour policies (SAC, se
 snapshot's (deterministic) mean return, so ``minari.get_normalized_score`` works.
 Time-limit truncation is stored as truncation, never as termination.
 
-For ``Hopper-v5`` the behaviour snapshots ship with the package
-(``sftlib/assets/behaviour/Hopper-v5.pt``): making the default datasets takes seconds.
-Any other env id is trained from scratch and cached under ``~/.cache/sftlib``.
+For ``Hopper-v5``, ``Walker2d-v5`` and ``HalfCheetah-v5`` the behaviour snapshots ship with
+the package (``sftlib/assets/behaviour/<env>.pt``): making their datasets takes a minute or
+so per level. Any other env id is trained from scratch and cached under ``~/.cache/sftlib``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import torch
 from minari.data_collector import EpisodeBuffer
 from tqdm.auto import tqdm
 
+from sftlib import maze
 from sftlib.behaviour import (
     BehaviourRecord,
     choose_levels,
@@ -259,7 +260,10 @@ def make_datasets(
 
 def ensure_dataset(dataset_id: str) -> minari.MinariDataset:
     """Load ``dataset_id``; a missing ``local/<env>/<level>-vN`` id is made by the factory
-    first (only version 0 corresponds to the default recipe)."""
+    first (only version 0 corresponds to the default recipe), a missing
+    ``local/pointmaze/<maze>-vN`` by the PointMaze factory (:mod:`sftlib.maze`)."""
+    if maze.LOCAL_ID.fullmatch(dataset_id):
+        return maze.ensure_pointmaze_dataset(dataset_id)
     if dataset_id not in minari.list_local_datasets():
         m = LOCAL_ID.fullmatch(dataset_id)
         if m and m["level"] in LEVELS and m["version"] == "0":

@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from sftlib.agents import Agent
-from sftlib.buffer import Batch, ReplayBuffer, sample_mixed
+from sftlib.buffer import Batch, ReplayBuffer, sample_online_data
 from sftlib.checkpoint import (
     CheckpointError,
     agent_from_state,
@@ -41,7 +40,9 @@ from sftlib.checkpoint import (
 )
 from sftlib.config import FinetuneConfig
 from sftlib.data import DatasetInfo, dataset_info, load_dataset, transitions
+from sftlib.envs import make_env
 from sftlib.evaluation import evaluate_policy, to_env_action
+from sftlib.goals import shape_reward
 from sftlib.layout import (
     CHECK_COLUMNS,
     CHECKS_CSV,
@@ -106,18 +107,20 @@ class RunState:
     events: list[dict] = field(default_factory=list)
     checks: list[dict] = field(default_factory=list)
     train: list[dict] = field(default_factory=list)
-    sums: dict[str, float] = field(default_factory=dict)
-    """Running sums of training metrics since the last evaluation (and their counts)."""
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Running sums of training metrics since the last evaluation, kept as tensors so the
+    hot loop never converts (and their counts)."""
     counts: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
 
-    def log(self, metrics: dict[str, float]) -> None:
+    def log(self, metrics: dict[str, torch.Tensor]) -> None:
         for key, value in metrics.items():
-            self.sums[key] = self.sums.get(key, 0.0) + value
+            total = self.sums.get(key)
+            self.sums[key] = value if total is None else total + value
             self.counts[key] = self.counts.get(key, 0) + 1
 
     def flush(self) -> dict[str, float]:
-        means = {key: total / self.counts[key] for key, total in self.sums.items()}
+        means = {key: float(total.sum()) / self.counts[key] for key, total in self.sums.items()}
         self.sums, self.counts = {}, {}
         return means
 
@@ -141,12 +144,17 @@ class FineTuner:
         set_threads(config.threads)
         self.rng = seed_everything(config.seed)
         self.device = resolve_device(config.device)
-        self.offline = transitions(dataset)
+        # The critic was pretrained on rewards under this convention: keep its scale online.
+        self.reward_convention = pretrained["config"].get("reward_convention", "raw")
+        self.offline = transitions(dataset, reward_convention=self.reward_convention)
         self.online = ReplayBuffer(
             self.info.obs_dim, self.info.act_dim, min(config.buffer_size, config.online_steps)
         )
         self.offline_state = pretrained["agent"]
         self.learner = agent_from_state(pretrained["agent"], self.device)
+        self.online_data = config.online_data_for(self.learner.name)
+        if self.learner.needs_returns_to_go:
+            self.offline.fill_returns_to_go(self.learner.config.discount)
         self.anchor = self.learner.snapshot() if self.variant.composite else None
         self.estimator = self.sft_config.estimator
         self.evaluator = ComprehensiveEvaluator(
@@ -171,7 +179,7 @@ class FineTuner:
                 for name in ("anchor", "learner")
             }
         self.probe: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.env = gym.make(self.info.env_id)
+        self.env = make_env(self.info)
         self.state = RunState(next_checkpoint=config.checkpoint_every)
 
     # --- who acts ------------------------------------------------------------------------
@@ -207,11 +215,13 @@ class FineTuner:
         return action.cpu().numpy(), ("anchor", "learner")[index]
 
     def sample_batch(self) -> Batch:
-        """A training batch mixing offline and online transitions (``offline_ratio``)."""
-        return sample_mixed(
+        """A training batch of offline and online transitions, by the rule ``online_data``
+        (``mix``: a fixed ``offline_ratio``; ``append``: the natural ratio)."""
+        return sample_online_data(
             self.offline,
             self.online,
             self.learner.config.batch_size,
+            self.online_data,
             self.config.offline_ratio,
             self.rng,
         )
@@ -289,10 +299,9 @@ class FineTuner:
         """Executed (composite, deterministic) and learner-alone scores; never used for decisions."""
         seed = eval_seed(self.config.seed)
         n_episodes = self.config.eval_episodes
-        env_id = self.info.env_id
-        learner = evaluate_policy(lambda o: self.learner.act(o, True), env_id, n_episodes, seed)
+        learner = evaluate_policy(lambda o: self.learner.act(o, True), self.info, n_episodes, seed)
         if self.variant.composite:
-            executed = evaluate_policy(lambda o: self.act(o, True)[0], env_id, n_episodes, seed)
+            executed = evaluate_policy(lambda o: self.act(o, True)[0], self.info, n_episodes, seed)
         else:
             executed = learner
         return {
@@ -324,7 +333,7 @@ class FineTuner:
             obs, _ = self.env.reset(seed=config.seed)
             state.evals.append(self.evaluate())
         clock_start = time.perf_counter() - state.elapsed
-        episode_start, episode_rewards, episode_actors = obs, [], []
+        episode_start, episode_rewards, episode_actors, episode_rows = obs, [], [], []
         bar = tqdm(
             range(state.step + 1, config.online_steps + 1),
             desc=f"finetune {sft_config.variant}",
@@ -338,9 +347,10 @@ class FineTuner:
             next_obs, reward, terminated, truncated, _ = self.env.step(
                 to_env_action(action, self.env.action_space)
             )
+            reward = shape_reward(float(reward), self.reward_convention)
             # Time-limit truncation is not termination: only `terminated` stops bootstrapping.
-            self.online.add(obs, action, reward, next_obs, terminated)
-            episode_rewards.append(float(reward))
+            episode_rows.append(self.online.add(obs, action, reward, next_obs, terminated))
+            episode_rewards.append(reward)
             episode_actors.append(actor_name)
 
             for _ in range(config.utd_ratio):
@@ -378,6 +388,7 @@ class FineTuner:
                 bar.set_postfix(score=f"{state.evals[-1]['executed_score']:.1f}")
 
             if terminated or truncated:
+                self.online.end_episode(np.asarray(episode_rows), self.learner.config.discount)
                 if variant.composite:
                     self.evaluator.add_episode(episode_start, episode_rewards, episode_actors)
                 if step >= state.next_checkpoint and step < config.online_steps:
@@ -386,7 +397,7 @@ class FineTuner:
                     state.elapsed = time.perf_counter() - clock_start
                     atomic_torch_save(self.out / STATE, finetune_checkpoint(self))
                 obs, _ = self.env.reset()
-                episode_start, episode_rewards, episode_actors = obs, [], []
+                episode_start, episode_rewards, episode_actors, episode_rows = obs, [], [], []
             else:
                 obs = next_obs
         state.elapsed = time.perf_counter() - clock_start
@@ -408,6 +419,7 @@ class FineTuner:
             "n_resets": sum(e["event"] == "reset" for e in state.events),
             "wall_time_s": state.elapsed,
             "online_steps": config.online_steps,
+            "online_data": self.online_data,
             "variant": self.sft_config.variant,
             "algo": self.learner.name,
             "dataset_id": self.info.dataset_id,

@@ -21,8 +21,12 @@ from typing import Any
 
 from sftlib.config import FinetuneConfig, PretrainConfig, SFTConfig, field_names
 
-EXTRAS = ("out_dir",)
-"""Parameters of the phase notebooks that are no config field: where the run is written."""
+EXTRAS = {
+    "pretrain": ("out_dir", "other_seeds", "other_out_dirs"),
+    "finetune": ("out_dir",),
+}
+"""Parameters of the phase notebooks that are no config field: where the run is written, and
+(pretraining) the other seeds trained in the same process with their run directories."""
 
 
 def config_fields(kind: str) -> list[str]:
@@ -45,12 +49,12 @@ class ParameterScope:
     """
 
     def __init__(
-        self, namespace: dict[str, Any], kind: str, extras: Sequence[str] = EXTRAS
+        self, namespace: dict[str, Any], kind: str, extras: Sequence[str] | None = None
     ) -> None:
         self.namespace = namespace
         self.kind = kind
         self.fields = config_fields(kind)
-        self.extras = tuple(extras)
+        self.extras = tuple(EXTRAS[kind] if extras is None else extras)
         self._before = set(namespace)
         self._names: list[str] | None = None
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from sftlib.agents import Agent
+from sftlib.agents.base import adam
 from sftlib.buffer import Batch, Normalizer
 from sftlib.networks import EnsembleQ, soft_update
 
@@ -268,31 +269,36 @@ class FQE:
         self.target = copy.deepcopy(self.critic).requires_grad_(False)
         self.normalizer, self.discount, self.tau, self.lr = normalizer, discount, tau, lr
         self.device = torch.device(device)
-        self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=lr)
+        self.optimizer = adam(list(self.critic.parameters()), lr)
 
-    def update(self, batch: Batch, policy: Agent) -> float:
-        b = batch.to(self.device)
+    def update(self, batch: Batch, policy: Agent) -> torch.Tensor:
+        """One regression step towards ``policy``'s values; returns the loss (detached, ``[1]``)."""
+        batch = policy.stacked(batch)
         with torch.no_grad():
-            next_a = policy.policy_action(b.next_obs, deterministic=True)
-            next_q = self.target(self.normalizer(b.next_obs), next_a)
-            target = b.rewards + self.discount * (1.0 - b.terminals) * next_q
-        q = self.critic(self.normalizer(b.obs), b.actions)
-        loss = F.mse_loss(q, target)
-        self.optimizer.zero_grad()
-        loss.backward()
+            next_action = policy.policy_action(batch.next_obs, deterministic=True)
+            next_q = self.target(self.normalizer(batch.next_obs), next_action)
+            target = (
+                batch.rewards.unsqueeze(1)
+                + self.discount * (1.0 - batch.terminals.unsqueeze(1)) * next_q
+            )
+        q = self.critic(self.normalizer(batch.obs), batch.actions)
+        loss = (q - target).pow(2).mean((1, 2))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
         self.optimizer.step()
         soft_update(self.target, self.critic, self.tau)
-        return loss.item()
+        return loss.detach()
 
     @torch.no_grad()
     def values(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """``[members, B]`` values of raw observations and actions."""
-        return self.critic(self.normalizer(obs.to(self.device)), actions.to(self.device))
+        """``[members, B]`` values of raw observations and actions ``[B, ...]``."""
+        obs, actions = obs.to(self.device).unsqueeze(0), actions.to(self.device).unsqueeze(0)
+        return self.critic(self.normalizer(obs), actions)[0]
 
     def copy(self) -> FQE:
         twin = copy.copy(self)
         twin.critic, twin.target = copy.deepcopy(self.critic), copy.deepcopy(self.target)
-        twin.optimizer = torch.optim.Adam(twin.critic.parameters(), lr=self.lr)
+        twin.optimizer = adam(list(twin.critic.parameters()), self.lr)
         twin.optimizer.load_state_dict(self.optimizer.state_dict())
         return twin
 

@@ -11,6 +11,10 @@ directory, one executed notebook::
 key order (``sft+reset_scope=full``). A fine-tuning run starts from the pretraining run
 of its dataset, algo and seed (parameter ``pretrain_dir``), which must complete first.
 
+Pretraining trains the seeds of one (dataset, algo) in one process as one stacked model
+(``seeds_per_process``, default all): one notebook execution, in the first seed's run
+directory, writes every seed's run directory exactly as a one-seed run would.
+
 Every run directory holds ``params.yaml`` (every config field, defaults resolved, plus
 ``out_dir``: exactly what papermill injects), the executed notebook, ``run.log`` (the
 kernel's stdout/stderr and the runner's own lines, appended on every attempt), whatever
@@ -25,7 +29,7 @@ Rules the runner keeps:
   dataset that an incomplete run needs (local ids are built; remote ones checked). A
   dataset that fails fails its runs only.
 - **One lock per run dir** (``.lock``, created with ``O_CREAT|O_EXCL``, holding host and
-  pid). A lock whose pid is alive on this host (or that was taken on another host, which
+  pid; a batched pretraining run holds the lock of every seed it trains). A lock whose pid is alive on this host (or that was taken on another host, which
   cannot be checked from here) makes that run refused; a lock of a dead pid on this host is
   stale and taken over. Two sweeps can therefore share a results tree safely.
 - **One failure never stops the others.** Fine-tuning runs whose pretraining failed are
@@ -73,22 +77,16 @@ from typing import Any, Literal
 
 import yaml
 
-from sftlib.config import resolved_finetune, resolved_pretrain
 from sftlib.layout import (
     LOG_FILE,
     PARAMS_FILE,
-    PRETRAIN_DIRNAME,
     SUMMARY,
-    run_dir,
 )
+from sftlib.plan import Run, RunKind, plan
 from sftlib.runlock import RunLocked, run_lock
 from sftlib.study import StudyParams
 from sftlib.utils import atomic_write_text
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-"""The repository's notebooks (``notebooks/`` beside the ``sftlib`` package)."""
-PRETRAIN_NOTEBOOK = NOTEBOOKS_DIR / "01_offline_pretrain.ipynb"
-FINETUNE_NOTEBOOK = NOTEBOOKS_DIR / "02_sft_finetune.ipynb"
 THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -101,120 +99,7 @@ SCHEDULERS = ("local", "inprocess", "tcp://host:port")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in IPython tracebacks
 
-RunKind = Literal["pretrain", "finetune"]
 Status = Literal["done", "skipped", "failed"]
-
-
-# --------------------------------------------------------------------------- planning
-
-
-@dataclass
-class Run:
-    """One notebook execution of a sweep."""
-
-    kind: RunKind
-    """``pretrain`` or ``finetune``."""
-    name: str
-    """Path of the run dir relative to the results root (``quick/<slug>/iql/sft/seed=0``)."""
-    out_dir: Path
-    """Absolute run directory."""
-    notebook: Path
-    """The source notebook to execute."""
-    parameters: dict[str, Any]
-    """What papermill injects: every config field (defaults resolved) plus ``out_dir``."""
-    dataset_id: str
-    """The dataset this run trains on (its dataset phase must succeed)."""
-    pretrain_dir: Path | None = None
-    """Fine-tuning runs: the pretraining run dir that must complete first."""
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("pretrain", "finetune"):
-            raise ValueError(f"kind must be 'pretrain' or 'finetune', got {self.kind!r}")
-        if (self.kind == "finetune") != (self.pretrain_dir is not None):
-            raise ValueError("a finetune run needs pretrain_dir; a pretrain run has none")
-        self.out_dir = Path(self.out_dir)
-        self.notebook = Path(self.notebook)
-
-    @property
-    def complete(self) -> bool:
-        return (self.out_dir / SUMMARY).exists()
-
-    @property
-    def executed_notebook(self) -> Path:
-        return self.out_dir / self.notebook.name
-
-
-def plan(
-    study_params: StudyParams,
-    results_root: str | Path = "results",
-    pretrain_notebook: str | Path | None = None,
-    finetune_notebook: str | Path | None = None,
-) -> list[Run]:
-    """Every run of the study: pretraining runs (dataset x algo x seed) first, then
-    fine-tuning runs (dataset x algo x variant x grid point x seed). Touches no file."""
-    root = Path(results_root).resolve()
-    pre_nb = Path(pretrain_notebook or PRETRAIN_NOTEBOOK).resolve()
-    ft_nb = Path(finetune_notebook or FINETUNE_NOTEBOOK).resolve()
-    sp = study_params
-    pretrain: list[Run] = []
-    finetune: list[Run] = []
-    for dataset in sp.datasets:
-        for algo in sp.algos:
-            for seed in sp.seeds:
-                out = run_dir(root, sp.study, dataset, algo, PRETRAIN_DIRNAME, seed)
-                params = resolved_pretrain(sp.pretrain_params(dataset, algo, seed))
-                pretrain.append(
-                    Run(
-                        "pretrain",
-                        out.relative_to(root).as_posix(),
-                        out,
-                        pre_nb,
-                        {**params, "out_dir": str(out)},
-                        dataset,
-                    )
-                )
-                for variant in sp.variants:
-                    for point in sp.grid_points():
-                        label = variant + sp.grid_suffix(point)
-                        ft_out = run_dir(root, sp.study, dataset, algo, label, seed)
-                        params = resolved_finetune(
-                            sp.finetune_params(variant, seed, str(out), point)
-                        )
-                        finetune.append(
-                            Run(
-                                "finetune",
-                                ft_out.relative_to(root).as_posix(),
-                                ft_out,
-                                ft_nb,
-                                {**params, "out_dir": str(ft_out)},
-                                dataset,
-                                pretrain_dir=out,
-                            )
-                        )
-    return pretrain + finetune
-
-
-def describe_plan(runs: list[Run]) -> str:
-    """The plan as text, one run a line, marking complete runs (for ``--dry-run``)."""
-    lines = []
-    for r in runs:
-        state = "complete" if r.complete else "to run"
-        after = ""
-        if (
-            not r.complete
-            and r.pretrain_dir is not None
-            and not (r.pretrain_dir / SUMMARY).exists()
-        ):
-            after = "  (after its pretraining run)"
-        lines.append(f"{state:>8}  {r.kind:<8}  {r.name}{after}")
-    n_done = sum(r.complete for r in runs)
-    datasets = list(dict.fromkeys(r.dataset_id for r in runs))
-    lines.append(
-        f"{len(runs)} runs ({sum(r.kind == 'pretrain' for r in runs)} pretraining, "
-        f"{sum(r.kind == 'finetune' for r in runs)} fine-tuning): {n_done} complete, "
-        f"{len(runs) - n_done} to run; datasets: {', '.join(datasets)}"
-    )
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- results
@@ -234,10 +119,12 @@ class RunResult:
     notebook: str | None = None
     """The executed notebook (holds the failing cell's traceback), when one was written."""
     seconds: float = 0.0
+    label: str = ""
+    """The name with the other seeds a batched run trained (:attr:`Run.label`)."""
 
     def line(self) -> str:
         """One line for the console: status, wall time, run name (and the error, if any)."""
-        text = f"{self.status:<7} {self.seconds:6.0f}s  {self.name}"
+        text = f"{self.status:<7} {self.seconds:6.0f}s  {self.label or self.name}"
         return f"{text}  ({self.error})" if self.error else text
 
 
@@ -308,6 +195,7 @@ def _result(
         error,
         str(nb) if nb else None,
         time.time() - t0 if t0 else 0.0,
+        run.label,
     )
 
 
@@ -327,14 +215,17 @@ def execute_run(run: Run, upstream: RunResult | None = None) -> RunResult:
         return _result(run, "skipped")
     for k, v in THREAD_ENV.items():
         os.environ.setdefault(k, v)  # the kernel inherits this process's environment
-    run.out_dir.mkdir(parents=True, exist_ok=True)
+    for directory in run.dirs:
+        directory.mkdir(parents=True, exist_ok=True)
     with open(run.out_dir / LOG_FILE, "a", buffering=1) as logf:
 
         def log(msg: str) -> None:
             logf.write(f"[sweep {time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n")
 
         try:
-            with run_lock(run.out_dir, log):
+            with contextlib.ExitStack() as locks:
+                for directory in run.dirs:  # every seed of a batch is locked
+                    locks.enter_context(run_lock(directory, log))
                 if run.complete:  # finished by another sweep between our checks
                     return _result(run, "skipped")
                 return _execute_locked(run, logf, log, t0)
@@ -370,10 +261,13 @@ def _execute_locked(run: Run, logf: Any, log: Callable[[str], None], t0: float) 
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    atomic_write_text(
-        run.out_dir / PARAMS_FILE,
-        yaml.safe_dump(run.parameters, sort_keys=False),
-    )
+    atomic_write_text(run.out_dir / PARAMS_FILE, yaml.safe_dump(run.parameters, sort_keys=False))
+    for seed, directory in run.batch.items():  # each seed's own parameters, and who ran it
+        own = {
+            k: v for k, v in run.parameters.items() if k not in ("other_seeds", "other_out_dirs")
+        }
+        own.update(seed=seed, out_dir=str(directory), trained_in_process_of=str(run.out_dir))
+        atomic_write_text(directory / PARAMS_FILE, yaml.safe_dump(own, sort_keys=False))
     log(
         f"executing {run.notebook} -> {run.executed_notebook} on {socket.gethostname()} "
         f"pid {os.getpid()}"
@@ -454,8 +348,12 @@ def run_sweep(
     progress: bool = True,
     show: bool = True,
     cluster_kwargs: dict[str, Any] | None = None,
+    seeds_per_process: int = 0,
 ) -> SweepReport:
     """Run every incomplete run of the study; see the module docstring for the rules.
+
+    ``seeds_per_process``: seeds of one (dataset, algo) pretrained together in one process
+    (0: all of them; 1: one process per seed); see :func:`plan`.
 
     ``ensure_datasets``: ``True`` calls ``sftlib.factory.ensure_dataset``, a callable is
     called instead (``dataset_id -> anything``), ``False`` skips the dataset phase.
@@ -463,7 +361,7 @@ def run_sweep(
     finished run and the summary table at the end.
     """
     _check_scheduler(scheduler)
-    runs = plan(study_params, results_root, pretrain_notebook, finetune_notebook)
+    runs = plan(study_params, results_root, pretrain_notebook, finetune_notebook, seeds_per_process)
     for nb in {r.notebook for r in runs if not r.complete}:
         if not nb.exists():
             raise FileNotFoundError(f"notebook {nb} does not exist (pass its path explicitly)")
@@ -538,7 +436,8 @@ def _run_inprocess(runs: list[Run], record: Callable[[RunResult], None]) -> None
     for r in runs:  # plan order: every pretraining run before any fine-tuning run
         res = execute_run(r, upstream.get(r.pretrain_dir) if r.pretrain_dir else None)
         if r.kind == "pretrain":
-            upstream[r.out_dir] = res
+            for directory in r.dirs:
+                upstream[directory] = res
         record(res)
 
 
@@ -551,7 +450,8 @@ def _run_dask(client: Any, runs: list[Run], record: Callable[[RunResult], None])
     for r in runs:
         if r.kind == "pretrain":
             f = client.submit(execute_run, r, key=f"sft-{tag}-{r.name}", pure=False)
-            pre_futures[r.out_dir] = f
+            for directory in r.dirs:
+                pre_futures[directory] = f
         else:
             # Dask starts the task once the pretraining future is finished and passes its
             # RunResult in; a complete pretraining run has no future (None: go ahead).
@@ -576,14 +476,4 @@ def _run_dask(client: Any, runs: list[Run], record: Callable[[RunResult], None])
         record(res)
 
 
-__all__ = [
-    "FINETUNE_NOTEBOOK",
-    "PRETRAIN_NOTEBOOK",
-    "Run",
-    "RunResult",
-    "SweepReport",
-    "describe_plan",
-    "execute_run",
-    "plan",
-    "run_sweep",
-]
+__all__ = ["RunResult", "SweepReport", "execute_run", "run_sweep"]

@@ -103,3 +103,28 @@ def set_rng_state(state: dict[str, Any], rng: np.random.Generator) -> None:
     np.random.set_state(state["numpy_global"])
     random.setstate(state["python"])
     rng.bit_generator.state = state["generator"]
+
+
+class MetricSums:
+    """Running sums of per-update metrics (``{name: [seeds]}`` tensors), kept as tensors so
+    the hot loop never converts; read as floats once per logging interval."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            total = self.sums.get(key)
+            self.sums[key] = value if total is None else total + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    def per_seed_means(self) -> list[dict[str, float]]:
+        """One ``{name: mean}`` per seed since the last read; the sums restart empty."""
+        means = {k: (total / self.counts[k]).tolist() for k, total in self.sums.items()}
+        self.sums, self.counts = {}, {}
+        seeds = len(next(iter(means.values()))) if means else 0
+        return [{k: values[i] for k, values in means.items()} for i in range(seeds)]

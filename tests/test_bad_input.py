@@ -58,7 +58,7 @@ def no_compute(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("compute started before the bad input was reported")
 
-    monkeypatch.setattr("sftlib.pretrain.evaluate_policy", forbidden)
+    monkeypatch.setattr("sftlib.pretrain.evaluate_seeds", forbidden)
     monkeypatch.setattr("sftlib.finetune.evaluate_policy", forbidden)
 
 
@@ -190,7 +190,9 @@ def test_bad_number_or_choice_names_the_field(make, field):
 
 
 def test_unknown_algo_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"algo must be one of \['iql', 'td3bc'\], got 'cql'"):
+    with pytest.raises(
+        ValueError, match=r"algo must be one of \['iql', 'td3bc', 'calql'\], got 'cql'"
+    ):
         PretrainConfig(algo="cql")
     with pytest.raises(ValueError, match="algo"):
         PretrainConfig(algo="sac")  # no offline update

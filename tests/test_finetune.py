@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from sftlib.buffer import ReplayBuffer, sample_mixed
+from sftlib.buffer import ReplayBuffer, sample_appended, sample_mixed
 from sftlib.checkpoint import agent_from_state, load_pretrained
 from sftlib.config import PretrainConfig, finetune_config
 from sftlib.data import dataset_info, load_dataset, transitions
@@ -48,7 +48,7 @@ def params(pretrain_dir, **kw):
     return {**base, **kw}
 
 
-def plain_finetune(pretrain_dir, steps, seed, offline_ratio, utd):
+def plain_finetune(pretrain_dir, steps, seed, offline_ratio, utd, online_data="mix"):
     """Online fine-tuning of the base algorithm written out by hand, for comparison."""
     rng = seed_everything(seed)
     pre = load_pretrained(pretrain_dir)
@@ -64,10 +64,11 @@ def plain_finetune(pretrain_dir, steps, seed, offline_ratio, utd):
         nxt, r, term, trunc, _ = env.step(to_env_action(a, env.action_space))
         online.add(obs, a, r, nxt, term)
         for _ in range(utd):
-            agent.update(
-                sample_mixed(offline, online, agent.config.batch_size, offline_ratio, rng),
-                online=True,
-            )
+            if online_data == "mix":  # a fixed share of offline data
+                batch = sample_mixed(offline, online, agent.config.batch_size, offline_ratio, rng)
+            else:  # uniform over the offline data with the online data appended
+                batch = sample_appended(offline, online, agent.config.batch_size, rng)
+            agent.update(batch, online=True)
         obs = env.reset()[0] if term or trunc else nxt
     score = info.normalize(
         evaluate_policy(lambda o: agent.act(o, True), info.env_id, 2, eval_seed(seed))
@@ -75,19 +76,22 @@ def plain_finetune(pretrain_dir, steps, seed, offline_ratio, utd):
     return agent, score
 
 
-@pytest.mark.parametrize("algo", ["iql", "td3bc"])
-def test_direct_equals_plain_base_algorithm_finetuning(pretrained_dirs, tmp_path, algo):
+@pytest.mark.parametrize(("algo", "online_data"), [("iql", "mix"), ("td3bc", "append")])
+def test_direct_equals_plain_base_algorithm_finetuning(
+    pretrained_dirs, tmp_path, algo, online_data
+):
     p = params(
         pretrained_dirs[algo],
         variant="direct",
         online_steps=300,
         eval_every=300,
+        online_data=online_data,
         offline_ratio=0.5,
         utd_ratio=2,
     )
     ft = FineTuner(finetune_config(p), tmp_path)
     res = ft.run(progress=False)
-    agent, score = plain_finetune(pretrained_dirs[algo], 300, 3, 0.5, 2)
+    agent, score = plain_finetune(pretrained_dirs[algo], 300, 3, 0.5, 2, online_data)
     assert res.curve["executed_score"].iloc[-1] == score
     for k, m in agent.modules().items():  # the same weights, to the bit
         for a, b in zip(m.parameters(), ft.learner.modules()[k].parameters(), strict=True):

@@ -26,7 +26,7 @@ def parameters_cell_names(path: Path) -> list[str]:
 def test_parameters_cell_lists_exactly_the_config_fields(notebook, kind):
     names = parameters_cell_names(NOTEBOOKS / notebook)
     assert len(names) == len(set(names)), f"{notebook} assigns a parameter twice"
-    expected = set(config_fields(kind)) | set(EXTRAS)
+    expected = set(config_fields(kind)) | set(EXTRAS[kind])
     assert not expected - set(names), f"{notebook} lacks config fields {expected - set(names)}"
     assert not set(names) - expected, f"{notebook} has non-fields {set(names) - expected}"
 

@@ -214,7 +214,11 @@ def test_repository_study_files_are_valid():
             "variants",
             f"unknown variant 'stf'; allowed: {list(VARIANTS)}",
         ),
-        ("study: s\nalgos: [cql]\n", "algos", "unknown algorithm 'cql'; allowed: ['iql', 'td3bc']"),
+        (
+            "study: s\nalgos: [cql]\n",
+            "algos",
+            "unknown algorithm 'cql'; allowed: ['iql', 'td3bc', 'calql']",
+        ),
         ("study: s\nalgos: [sac]\n", "algos", "unknown algorithm 'sac'"),
         ("study: s\nseeds: [0, 0]\n", "seeds", "repeated value(s) [0]"),
         ("study: s\nseeds: [0, 1.5]\n", "seeds", "expected a non-empty list of ints"),
@@ -341,8 +345,8 @@ def test_cli_prepends_base_beside_the_first_file(files, tmp_path, capsys):
     assert cli.with_base([paths[0], paths[1]]) == [paths[0], paths[1]]
     assert cli.main(["sweep", str(paths[1]), "--dry-run", "--results", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
-    assert "q/local-hopper-medium-v0/iql/pretrain/seed=1" in out
-    assert "6 runs (2 pretraining, 4 fine-tuning): 0 complete, 6 to run" in out
+    assert "q/local-hopper-medium-v0/iql/pretrain/seed=0 (+ seeds 1" in out
+    assert "5 runs (1 pretraining, 4 fine-tuning): 0 complete, 5 to run" in out
     assert not (tmp_path / "r").exists()
     # Without base.yaml the study lacks datasets/algos/variants/seeds.
     assert cli.main(["sweep", str(paths[1]), "--no-base", "--dry-run"]) == 2

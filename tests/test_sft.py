@@ -312,7 +312,7 @@ def test_every_variant_runs_end_to_end(pretrained_dirs, tmp_path):
 
 
 def test_batches_mix_offline_and_online_data(pretrained_dirs, tmp_path):
-    ft = tuner(pretrained_dirs, tmp_path, variant="direct", offline_ratio=0.25)
+    ft = tuner(pretrained_dirs, tmp_path, variant="direct", online_data="mix", offline_ratio=0.25)
     seen = []
     original = ft.learner.update
 

@@ -18,10 +18,10 @@ import nbformat
 import pytest
 import yaml
 
-from sftlib import sweep
 from sftlib.params import StudyParams
+from sftlib.plan import Run, describe_plan, plan
 from sftlib.runlock import RunLocked, run_lock
-from sftlib.sweep import Run, execute_run, plan, run_sweep
+from sftlib.sweep import execute_run, run_sweep
 
 NO_DASHBOARD = {"dashboard_address": None}
 
@@ -114,10 +114,11 @@ def test_plan_layout_parameters_and_dependencies(tmp_path):
         datasets=["local/hopper/medium-v0", "mujoco/hopper/simple-v0"],
         grid={"reset_scope": ["last", "full"]},
     )
-    runs = plan(sp, tmp_path / "res", "a/01.ipynb", "b/02.ipynb")
+    runs = plan(sp, tmp_path / "res", "a/01.ipynb", "b/02.ipynb", seeds_per_process=1)
     pre = [r for r in runs if r.kind == "pretrain"]
     ft = [r for r in runs if r.kind == "finetune"]
     assert len(pre) == 2 * 2 * 2 and len(ft) == 2 * 2 * 2 * 2 * 2
+    assert all(not r.batch for r in pre)
     assert runs[: len(pre)] == pre  # every pretraining run is planned first
     root = (tmp_path / "res").resolve()
     r = next(r for r in pre if r.name == "t/mujoco-hopper-simple-v0/td3bc/pretrain/seed=3")
@@ -142,11 +143,34 @@ def test_plan_layout_parameters_and_dependencies(tmp_path):
     assert len({r.out_dir for r in runs}) == len(runs)
 
 
+def test_plan_pretrains_the_seeds_of_a_dataset_and_algo_in_one_process(tmp_path):
+    sp = study(algos=["iql", "td3bc"], seeds=[0, 3, 5])
+    runs = plan(sp, tmp_path / "res", "a/01.ipynb", "b/02.ipynb")
+    pre = [r for r in runs if r.kind == "pretrain"]
+    assert [r.name for r in pre] == [
+        "t/local-hopper-medium-v0/iql/pretrain/seed=0",
+        "t/local-hopper-medium-v0/td3bc/pretrain/seed=0",
+    ]
+    root = (tmp_path / "res").resolve()
+    batch = {3: root / "t/local-hopper-medium-v0/iql/pretrain/seed=3"}
+    batch[5] = batch[3].parent / "seed=5"
+    assert pre[0].batch == batch and pre[0].dirs == [pre[0].out_dir, *batch.values()]
+    assert pre[0].parameters["other_seeds"] == [3, 5]
+    assert pre[0].parameters["other_out_dirs"] == [str(d) for d in batch.values()]
+    assert pre[0].label.endswith("(+ seeds 3, 5)")
+    ft = [r for r in runs if r.kind == "finetune" and "/iql/" in r.name]
+    assert {r.pretrain_dir for r in ft} == set(pre[0].dirs)  # each seed's own pretraining
+    two = plan(sp, tmp_path / "res", seeds_per_process=2)
+    assert [sorted(r.batch) for r in two if r.kind == "pretrain"] == [[3], [], [3], []]
+    with pytest.raises(ValueError, match="seeds_per_process"):
+        plan(sp, tmp_path / "res", seeds_per_process=-1)
+
+
 def test_describe_plan_marks_complete_runs(tmp_path):
     runs = plan(study(), tmp_path)
     (runs[0].out_dir).mkdir(parents=True)
     (runs[0].out_dir / "summary.json").write_text("{}")
-    text = sweep.describe_plan(runs)
+    text = describe_plan(runs)
     assert f"complete  pretrain  {runs[0].name}" in text
     assert f"to run  finetune  {runs[1].name}" in text
     assert "1 complete, 1 to run" in text
@@ -250,6 +274,7 @@ def test_failures_are_reported_and_do_not_stop_others(tmp_path, notebooks):
             ensure_datasets=False,
             progress=False,
             show=False,
+            seeds_per_process=1,
             **nbs,
         )
     status = {r.name: r for r in report.results}

@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from sftlib.params import load_study_params
+from sftlib.plan import plan
 from sftlib.results import load_summaries
-from sftlib.sweep import plan, run_sweep
+from sftlib.sweep import run_sweep
 
 from conftest import PENDULUM_ID
 
@@ -19,7 +20,7 @@ STUDY = {
     "datasets": [PENDULUM_ID],
     "algos": ["td3bc"],
     "variants": ["sft"],
-    "seeds": [0],
+    "seeds": [0, 1],
     "pretrain": {
         "offline_steps": 60,
         "eval_every": 60,
@@ -53,12 +54,18 @@ def test_sweep_runs_the_phase_notebooks_end_to_end(pendulum_dataset, tmp_path):
         progress=False,
         show=False,
     )
-    assert [r.status for r in report.results] == ["done", "done"], report.table()
-    pre, ft = plan(study, tmp_path / "results")
-    assert (pre.out_dir / "agent.pt").exists() and ft.executed_notebook.exists()
+    # One pretraining execution trains both seeds in one process; one fine-tuning run each.
+    assert [r.status for r in report.results] == ["done", "done", "done"], report.table()
+    pre, ft, _ = plan(study, tmp_path / "results")
+    assert sorted(pre.batch) == [1]
+    for directory in pre.dirs:
+        assert (directory / "agent.pt").exists() and (directory / "summary.json").exists()
+    seed1 = yaml.safe_load((pre.batch[1] / "params.yaml").read_text())
+    assert seed1["seed"] == 1 and seed1["trained_in_process_of"] == str(pre.out_dir)
+    assert ft.executed_notebook.exists()
     summary = json.loads((ft.out_dir / "summary.json").read_text())
     # Parameters from the study file reached the notebook and the config it built.
     assert summary["online_steps"] == 220 and summary["config"]["sft"]["reset_every"] == 100
     assert summary["n_resets"] == 2 and summary["variant"] == "sft"
     table = load_summaries(tmp_path / "results" / "tiny")
-    assert list(table["variant"]) == ["sft"] and table["algo"].tolist() == ["td3bc"]
+    assert list(table["variant"]) == ["sft", "sft"] and table["algo"].tolist() == ["td3bc"] * 2

@@ -7,7 +7,6 @@ random transitions, so the whole file takes a few seconds.
 from __future__ import annotations
 
 import io
-import math
 
 import gymnasium as gym
 import minari
@@ -17,7 +16,7 @@ import torch
 
 from sftlib.agents import make_agent
 from sftlib.agents.iql import expectile_loss
-from sftlib.buffer import FIELDS, Batch, Normalizer, ReplayBuffer, sample_mixed
+from sftlib.buffer import FIELDS, Batch, Normalizer, ReplayBuffer, sample_appended, sample_mixed
 from sftlib.data import DatasetInfo, dataset_info, transitions
 from sftlib.evaluation import from_env_action, to_env_action
 from sftlib.metrics import METRICS, stability_metrics
@@ -25,22 +24,14 @@ from sftlib.metrics import METRICS, stability_metrics
 OBS_DIM, ACT_DIM, BATCH = 3, 2, 8
 HIDDEN = (16, 16)
 ALGOS = ("iql", "td3bc", "sac")
-# In an mlp with two hidden layers the Sequential is Linear, ReLU, Linear, ReLU, Linear:
-# the output layer is index 4. Written out by hand, independent of sftlib.networks.last_linear.
+# With two hidden layers a network's layers are 0, 1 and 2: the output layer is layer 2 (of
+# every ensemble member: the members are one stack). Written out by hand, independent of
+# sftlib.networks.output_layers.
+OUTPUT = {"net.layers.2.weight", "net.layers.2.bias"}
 OUTPUT_PARAMS = {
-    "iql": {
-        "actor": {"net.4.weight", "net.4.bias", "log_std"},
-        "critic": {f"members.{i}.4.{w}" for i in range(2) for w in ("weight", "bias")},
-        "vf": {"net.4.weight", "net.4.bias"},
-    },
-    "td3bc": {
-        "actor": {"net.4.weight", "net.4.bias"},
-        "critic": {f"members.{i}.4.{w}" for i in range(2) for w in ("weight", "bias")},
-    },
-    "sac": {
-        "actor": {"net.4.weight", "net.4.bias"},
-        "critic": {f"members.{i}.4.{w}" for i in range(2) for w in ("weight", "bias")},
-    },
+    "iql": {"actor": OUTPUT | {"log_std"}, "critic": OUTPUT, "vf": OUTPUT},
+    "td3bc": {"actor": OUTPUT, "critic": OUTPUT},
+    "sac": {"actor": OUTPUT, "critic": OUTPUT},
 }
 
 
@@ -183,6 +174,30 @@ def test_sample_mixed_offline_share(batch_size, ratio, n_offline):
     assert b.obs.shape == (batch_size, 2) and b.terminals.shape == (batch_size,)
 
 
+def test_sample_appended_draws_online_rows_at_the_natural_ratio():
+    """``append``: one buffer of offline then online rows, sampled uniformly."""
+    offline = ReplayBuffer.from_arrays(**rows(100, 1.0))
+    online = ReplayBuffer.from_arrays(**rows(300, 0.0))
+    b = sample_appended(offline, online, 20_000, np.random.default_rng(0))
+    share = float((b.rewards == 0.0).float().mean())
+    assert share == pytest.approx(0.75, abs=0.01)
+    assert set(b.rewards.unique().tolist()) == {0.0, 1.0}
+    empty = ReplayBuffer(2, 1, 10)
+    assert torch.all(sample_appended(offline, empty, 50, np.random.default_rng(0)).rewards == 1)
+
+
+def test_online_data_auto_is_each_algorithms_reference_recipe():
+    from sftlib.config import REFERENCE_ONLINE_DATA, FinetuneConfig
+
+    assert FinetuneConfig().online_data == "auto"
+    assert {a: FinetuneConfig().online_data_for(a) for a in ("iql", "td3bc", "calql")} == (
+        REFERENCE_ONLINE_DATA
+    )
+    assert FinetuneConfig(online_data="mix").online_data_for("iql") == "mix"
+    with pytest.raises(ValueError, match="online_data"):
+        FinetuneConfig(online_data="concat")
+
+
 def test_sample_mixed_all_offline_while_online_empty():
     offline = ReplayBuffer.from_arrays(**rows(5, 1.0))
     online = ReplayBuffer(2, 1, capacity=10)
@@ -303,7 +318,10 @@ def test_update_returns_finite_floats_and_trains_every_network(algo, online):
     before = params(a)
     for i in range(2):  # TD3+BC steps its actor every policy_freq=2 updates
         metrics = a.update(random_batch(i), online=online)
-        assert metrics and all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
+        assert metrics and all(
+            v.shape == (1,) and torch.isfinite(v).all() for v in metrics.values()
+        )
+        assert not any(v.requires_grad for v in metrics.values())
         assert all(k.startswith("train/") for k in metrics)
     assert a.num_updates == 2
     after = params(a)
@@ -317,9 +335,9 @@ def test_iql_value_loss_is_the_expectile_loss_of_the_target_advantage():
     b = random_batch(3)
     with torch.no_grad():
         obs = a.norm(b.obs)
-        diff = a.targets["critic"](obs, b.actions).min(0).values - a.vf(obs)
+        diff = a.targets["critic"](obs[None], b.actions[None]).min(1).values - a.vf(obs[None])
         expected = (torch.where(diff < 0, 0.2, 0.8) * diff**2).mean().item()
-    assert a.update(b)["train/value_loss"] == pytest.approx(expected, rel=1e-5)
+    assert a.update(b)["train/value_loss"].item() == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("algo", ALGOS)
@@ -337,7 +355,7 @@ def test_state_dict_round_trip_continues_identically(algo):
         ma = a.update(batch, online=True)
         torch.manual_seed(100 + i)
         mb = b.update(batch, online=True)
-        assert ma == mb
+        assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
     pa, pb = params(a), params(b)
     for k in pa:
         for n in pa[k]:
@@ -362,8 +380,8 @@ def test_state_dict_round_trip_needs_the_optimiser_state():
     ma = a.update(random_batch(9))
     torch.manual_seed(0)
     mb = b.update(random_batch(9))
-    assert ma["train/value_loss"] == mb["train/value_loss"]  # same weights before the step
-    assert not torch.equal(a.vf.net[0].weight, b.vf.net[0].weight)  # different Adam step
+    assert torch.equal(ma["train/value_loss"], mb["train/value_loss"])  # same weights before
+    assert not torch.equal(a.vf.net.layers[0].weight, b.vf.net.layers[0].weight)  # other step
 
 
 def _td3bc_frozen_critic(alpha: float = 2.5, lr: float = 3e-4):
@@ -379,14 +397,14 @@ def test_td3bc_actor_loss_by_hand(online):
     a = _td3bc_frozen_critic(alpha=2.5)
     b = random_batch(4)
     with torch.no_grad():
-        obs = a.norm(b.obs)
+        obs = a.norm(b.obs)[None]
         pi = a.actor(obs)
-        q = a.critic(obs, pi)[0]
+        q = a.critic(obs, pi)[0, 0]
         if online:  # plain TD3: no behaviour cloning, no Q normalisation
             expected = -q.mean()
         else:
-            expected = -(2.5 / q.abs().mean()) * q.mean() + ((pi - b.actions) ** 2).mean()
-    assert a.update(b, online=online)["train/actor_loss"] == pytest.approx(
+            expected = -(2.5 / q.abs().mean()) * q.mean() + ((pi[0] - b.actions) ** 2).mean()
+    assert a.update(b, online=online)["train/actor_loss"].item() == pytest.approx(
         expected.item(), rel=1e-5
     )
 
@@ -414,11 +432,11 @@ def test_td3bc_offline_actor_moves_toward_dataset_actions():
     target = torch.full_like(b.actions, 0.9)
     b = Batch(b.obs, target, b.rewards, b.next_obs, b.terminals)
     with torch.no_grad():
-        before = ((a.actor(a.norm(b.obs)) - target) ** 2).mean().item()
+        before = ((a.actor(a.norm(b.obs)[None])[0] - target) ** 2).mean().item()
     for _ in range(20):
         a.update(b, online=False)
     with torch.no_grad():
-        after = ((a.actor(a.norm(b.obs)) - target) ** 2).mean().item()
+        after = ((a.actor(a.norm(b.obs)[None])[0] - target) ** 2).mean().item()
     assert after < 0.5 * before
 
 
@@ -504,12 +522,14 @@ def _assert_targets_synced_and_optimisers_fresh(a) -> None:
             assert torch.equal(p, q), f"target {k}.{n} differs from the online network"
     for k, opt in a.optimizers.items():
         assert len(opt.state) == 0, f"optimiser {k} kept its state"
-    # The new optimisers step the agent's own (reset) parameters.
-    for k, m in a.modules().items():
-        opt_params = {id(p) for g in a.optimizers[k].param_groups for p in g["params"]}
-        assert opt_params == {id(p) for p in m.parameters()}, k
+    # The new optimisers step the agent's own (reset) parameters, every one of them.
+    opt_params = {
+        id(p) for opt in a.optimizers.values() for g in opt.param_groups for p in g["params"]
+    }
+    module_params = {id(p) for m in a.modules().values() for p in m.parameters()}
+    assert module_params <= opt_params
     metrics = a.update(random_batch(7), online=True)
-    assert all(math.isfinite(v) for v in metrics.values())
+    assert all(torch.isfinite(v).all() for v in metrics.values())
 
 
 # --- stability metrics ------------------------------------------------------------------------------

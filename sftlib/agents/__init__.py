@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from sftlib.agents.base import RESET_SCOPES, Agent, AgentConfig
+from sftlib.agents.calql import CalQL, CalQLConfig
 from sftlib.agents.iql import IQL, IQLConfig, expectile_loss
 from sftlib.agents.sac import SAC, SACConfig
 from sftlib.agents.td3bc import TD3BC, TD3BCConfig
 
-AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (IQL, TD3BC, SAC)}
+AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (IQL, TD3BC, CalQL, SAC)}
 """Known base algorithms by name."""
 
 
@@ -43,6 +44,8 @@ __all__ = [
     "RESET_SCOPES",
     "Agent",
     "AgentConfig",
+    "CalQL",
+    "CalQLConfig",
     "IQL",
     "IQLConfig",
     "SAC",

@@ -1,5 +1,17 @@
-"""Implicit Q-Learning (Kostrikov et al., 2022): expectile value regression, TD critic on
-``V(s')``, advantage-weighted actor. The same update serves offline and online fine-tuning.
+"""Implicit Q-Learning (Kostrikov et al., 2022). The same update serves offline and online
+fine-tuning.
+
+With ``Q`` the critic ensemble (``n`` members, minimum over the target copy ``Q'``), ``V``
+the value network and ``pi`` the actor, one update on a batch of ``(s, a, r, s', d)``:
+
+- value, expectile regression:   ``L_V = E[ |tau - 1(u < 0)| u^2 ]``, ``u = min_i Q'_i(s, a) - V(s)``
+- critic, TD on the value:        ``L_Q = sum_i E[ (Q_i(s, a) - r - gamma (1 - d) V(s'))^2 ]``
+- actor, advantage-weighted:      ``L_pi = -E[ exp(beta u) log pi(a | s) ]``, weights clipped at 100
+
+All three targets come from the parameters before the step (the order of CORL's IQL), so
+the three losses are summed and taken in one backward pass and one fused Adam step: they
+touch disjoint parameters (``u`` and the TD target are constants of the step). ``tau`` is
+``expectile``, ``beta`` is ``temperature``.
 """
 
 from __future__ import annotations
@@ -7,10 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from sftlib.agents.base import Agent, AgentConfig
+from sftlib.agents.base import Agent, AgentConfig, adam
 from sftlib.buffer import Batch
 from sftlib.networks import EnsembleQ, GaussianActor, ValueNet, soft_update
 
@@ -18,9 +29,10 @@ EXP_ADV_MAX = 100.0
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
-    """Asymmetric L2 ``mean(|expectile - 1[diff < 0]| * diff^2)`` with ``diff = Q - V``."""
+    """Asymmetric L2 ``mean(|expectile - 1[diff < 0]| * diff^2)`` over the last dimension
+    (``diff = Q - V``; ``[B]`` gives a scalar, ``[seeds, B]`` one loss per seed)."""
     weight = torch.where(diff < 0, 1.0 - expectile, expectile)
-    return (weight * diff.pow(2)).mean()
+    return (weight * diff.pow(2)).mean(-1)
 
 
 @dataclass
@@ -48,51 +60,58 @@ class IQL(Agent):
     def _build(self) -> None:
         c = self.config
         self.actor = GaussianActor(
-            self.obs_dim, self.act_dim, c.hidden, squash=False, state_dependent_std=False
+            self.obs_dim,
+            self.act_dim,
+            c.hidden,
+            squash=False,
+            state_dependent_std=False,
+            seeds=self.seeds,
         )
-        self.critic = EnsembleQ(self.obs_dim, self.act_dim, c.hidden, c.n_critics)
-        self.vf = ValueNet(self.obs_dim, c.hidden)
+        self.critic = EnsembleQ(self.obs_dim, self.act_dim, c.hidden, c.n_critics, self.seeds)
+        self.vf = ValueNet(self.obs_dim, c.hidden, self.seeds)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic, "vf": self.vf}
 
+    def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        params = [p for module in self.modules().values() for p in module.parameters()]
+        return {"all": adam(params, self.config.lr)}
+
     def _policy(self, nobs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        return self.actor.deterministic(nobs) if deterministic else self.actor.sample(nobs)[0]
+        if deterministic:
+            return self.actor.deterministic(nobs)
+        return self.actor.sample(nobs, self.noise((nobs.shape[1], self.act_dim)))[0]
 
-    def update(self, batch: Batch, online: bool = False) -> dict[str, float]:
-        c = self.config
-        b = batch.to(self.device)
-        obs, next_obs = self.norm(b.obs), self.norm(b.next_obs)
-
-        with torch.no_grad():
-            target_q = self.targets["critic"](obs, b.actions).min(0).values
-        v = self.vf(obs)
-        adv = target_q - v
-        value_loss = expectile_loss(adv, c.expectile)
-        self.optimizers["vf"].zero_grad()
-        value_loss.backward()
-        self.optimizers["vf"].step()
+    def update(self, batch: Batch, online: bool = False) -> dict[str, torch.Tensor]:
+        config = self.config
+        batch = self.stacked(batch)
+        obs, next_obs = self.norm(batch.obs), self.norm(batch.next_obs)
 
         with torch.no_grad():
-            target = b.rewards + c.discount * (1.0 - b.terminals) * self.vf(next_obs)
-        q = self.critic(obs, b.actions)
-        critic_loss = F.mse_loss(q, target.expand_as(q), reduction="none").mean(1).sum()
-        self.optimizers["critic"].zero_grad()
-        critic_loss.backward()
-        self.optimizers["critic"].step()
+            target_q = self.targets["critic"](obs, batch.actions).min(1).values
+            td_target = batch.rewards + config.discount * (1.0 - batch.terminals) * self.vf(
+                next_obs
+            )
+        value = self.vf(obs)
+        advantage = target_q - value
+        value_loss = expectile_loss(advantage, config.expectile)
 
-        exp_adv = torch.exp(c.temperature * adv.detach()).clamp(max=EXP_ADV_MAX)
-        actor_loss = -(exp_adv * self.actor.log_prob(obs, b.actions)).mean()
-        self.optimizers["actor"].zero_grad()
-        actor_loss.backward()
-        self.optimizers["actor"].step()
+        q = self.critic(obs, batch.actions)
+        critic_loss = (q - td_target.unsqueeze(1)).pow(2).mean(-1).sum(1)
 
-        soft_update(self.targets["critic"], self.critic, c.tau)
+        weights = torch.exp(config.temperature * advantage.detach()).clamp(max=EXP_ADV_MAX)
+        actor_loss = -(weights * self.actor.log_prob(obs, batch.actions)).mean(-1)
+
+        optimizer = self.optimizers["all"]
+        optimizer.zero_grad(set_to_none=True)
+        (value_loss + critic_loss + actor_loss).sum().backward()
+        optimizer.step()
+        soft_update(self.targets["critic"], self.critic, config.tau)
         self.num_updates += 1
         return {
-            "train/value_loss": value_loss.item(),
-            "train/critic_loss": critic_loss.item(),
-            "train/actor_loss": actor_loss.item(),
-            "train/q": q.mean().item(),
-            "train/v": v.mean().item(),
+            "train/value_loss": value_loss.detach(),
+            "train/critic_loss": critic_loss.detach(),
+            "train/actor_loss": actor_loss.detach(),
+            "train/q": q.detach().mean((1, 2)),
+            "train/v": value.detach().mean(-1),
         }

@@ -1,7 +1,16 @@
 """TD3+BC (Fujimoto & Gu, 2021) offline, plain TD3 (Fujimoto et al., 2018) online.
 
-Online, the behaviour-cloning term is dropped: the classic case where direct
-fine-tuning first collapses, because the actor now climbs a critic fit only offline.
+With the critic ensemble ``Q`` (target copies ``Q'``, ``pi'``), one update on ``(s, a, r, s', d)``:
+
+- critic, clipped double Q with target smoothing:
+  ``L_Q = sum_i E[(Q_i(s, a) - r - gamma (1 - d) min_j Q'_j(s', clip(pi'(s') + eps)))^2]``,
+  ``eps ~ clip(N(0, sigma), -c, c)``;
+- every ``policy_freq`` updates, the actor (after the critic's step):
+  offline ``L_pi = -lambda E[Q_1(s, pi(s))] + E[(pi(s) - a)^2]``, ``lambda = alpha / E|Q_1|``;
+  online (TD3) ``L_pi = -E[Q_1(s, pi(s))]``; then the targets are Polyak-averaged.
+
+Online, the behaviour-cloning term is dropped: the classic case where direct fine-tuning
+first collapses, because the actor now climbs a critic fit only offline.
 """
 
 from __future__ import annotations
@@ -9,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from sftlib.agents.base import Agent, AgentConfig
 from sftlib.buffer import Batch
@@ -48,47 +56,50 @@ class TD3BC(Agent):
 
     def _build(self) -> None:
         c = self.config
-        self.actor = DeterministicActor(self.obs_dim, self.act_dim, c.hidden)
-        self.critic = EnsembleQ(self.obs_dim, self.act_dim, c.hidden, c.n_critics)
+        self.actor = DeterministicActor(self.obs_dim, self.act_dim, c.hidden, self.seeds)
+        self.critic = EnsembleQ(self.obs_dim, self.act_dim, c.hidden, c.n_critics, self.seeds)
 
     def _policy(self, nobs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        a = self.actor(nobs)
+        action = self.actor(nobs)
         if deterministic:
-            return a
-        return (a + self.config.expl_noise * torch.randn_like(a)).clamp(-1.0, 1.0)
+            return action
+        noise = self.noise((nobs.shape[1], self.act_dim))
+        return (action + self.config.expl_noise * noise).clamp(-1.0, 1.0)
 
-    def update(self, batch: Batch, online: bool = False) -> dict[str, float]:
-        c = self.config
-        b = batch.to(self.device)
-        obs, next_obs = self.norm(b.obs), self.norm(b.next_obs)
+    def update(self, batch: Batch, online: bool = False) -> dict[str, torch.Tensor]:
+        config = self.config
+        batch = self.stacked(batch)
+        obs, next_obs = self.norm(batch.obs), self.norm(batch.next_obs)
 
         with torch.no_grad():
-            noise = (torch.randn_like(b.actions) * c.policy_noise).clamp(
-                -c.noise_clip, c.noise_clip
+            noise = (self.noise(batch.actions.shape[1:]) * config.policy_noise).clamp(
+                -config.noise_clip, config.noise_clip
             )
-            next_a = (self.targets["actor"](next_obs) + noise).clamp(-1.0, 1.0)
-            next_q = self.targets["critic"](next_obs, next_a).min(0).values
-            target = b.rewards + c.discount * (1.0 - b.terminals) * next_q
-        q = self.critic(obs, b.actions)
-        critic_loss = F.mse_loss(q, target.expand_as(q), reduction="none").mean(1).sum()
-        self.optimizers["critic"].zero_grad()
-        critic_loss.backward()
+            next_action = (self.targets["actor"](next_obs) + noise).clamp(-1.0, 1.0)
+            next_q = self.targets["critic"](next_obs, next_action).min(1).values
+            td_target = batch.rewards + config.discount * (1.0 - batch.terminals) * next_q
+        q = self.critic(obs, batch.actions)
+        critic_loss = (q - td_target.unsqueeze(1)).pow(2).mean(-1).sum(1)
+        self.optimizers["critic"].zero_grad(set_to_none=True)
+        critic_loss.sum().backward()
         self.optimizers["critic"].step()
 
-        metrics = {"train/critic_loss": critic_loss.item(), "train/q": q.mean().item()}
+        metrics = {"train/critic_loss": critic_loss.detach(), "train/q": q.detach().mean((1, 2))}
         self.num_updates += 1
-        if self.num_updates % c.policy_freq == 0:
-            pi = self.actor(obs)
-            q_pi = self.critic(obs, pi)[0]
+        if self.num_updates % config.policy_freq == 0:
+            action = self.actor(obs)
+            # The critic is a constant of the actor's loss: no gradient into its weights.
+            q_action = self.critic(obs, action, detach=True)[:, 0]
             if online:
-                actor_loss = -q_pi.mean()
+                actor_loss = -q_action.mean(-1)
             else:
-                lmbda = c.alpha / q_pi.abs().mean().detach()
-                actor_loss = -lmbda * q_pi.mean() + F.mse_loss(pi, b.actions)
-            self.optimizers["actor"].zero_grad()
-            actor_loss.backward()
+                lmbda = config.alpha / q_action.abs().mean(-1).detach()
+                bc = (action - batch.actions).pow(2).mean((1, 2))
+                actor_loss = -lmbda * q_action.mean(-1) + bc
+            self.optimizers["actor"].zero_grad(set_to_none=True)
+            actor_loss.sum().backward()
             self.optimizers["actor"].step()
-            soft_update(self.targets["actor"], self.actor, c.tau)
-            soft_update(self.targets["critic"], self.critic, c.tau)
-            metrics["train/actor_loss"] = actor_loss.item()
+            soft_update(self.targets["actor"], self.actor, config.tau)
+            soft_update(self.targets["critic"], self.critic, config.tau)
+            metrics["train/actor_loss"] = actor_loss.detach()
         return metrics

@@ -1,0 +1,89 @@
+"""Several seeds of one agent as one stacked agent, and back.
+
+A batched run trains ``K`` seeds of the same algorithm and parameters in one process: every
+network of the ``K``-seed agent is a stack whose leading dimension holds the seeds (seed-major,
+``K * m`` entries for a critic ensemble of ``m`` members). The state of seed ``k`` is the
+``k``-th chunk of every stacked tensor; scalars (Adam's step count) and the normaliser are
+shared. :func:`stack_states` and :func:`seed_state` convert between the state of a stacked
+agent and the states of one-seed agents, which are exactly what a one-seed run writes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from sftlib.agents.base import Agent
+
+STACKED_KEYS = ("modules", "targets", "optimizers")
+"""Parts of an agent state whose tensors are stacked over seeds."""
+
+
+def _map_tensors(tree: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return fn(tree) if tree.ndim >= 1 else tree.clone()
+    if isinstance(tree, dict):
+        return {k: _map_tensors(v, fn) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(_map_tensors(v, fn) for v in tree)
+    return copy.deepcopy(tree)
+
+
+def _zip_tensors(trees: Sequence[Any], fn: Callable[[list[torch.Tensor]], torch.Tensor]) -> Any:
+    first = trees[0]
+    if isinstance(first, torch.Tensor):
+        return fn(list(trees)) if first.ndim >= 1 else first.clone()
+    if isinstance(first, dict):
+        return {k: _zip_tensors([t[k] for t in trees], fn) for k in first}
+    if isinstance(first, list | tuple):
+        return type(first)(_zip_tensors([t[i] for t in trees], fn) for i in range(len(first)))
+    return copy.deepcopy(first)
+
+
+def stack_states(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The state of a ``len(states)``-seed agent holding the given one-seed agent states."""
+    if any(s.get("seeds", 1) != 1 for s in states):
+        raise ValueError("stack_states takes one-seed agent states")
+    stacked = copy.deepcopy({k: v for k, v in states[0].items() if k not in STACKED_KEYS})
+    for key in STACKED_KEYS:
+        stacked[key] = _zip_tensors([s[key] for s in states], torch.cat)
+    stacked["generators"] = [g for s in states for g in s["generators"]]
+    if "log_alpha" in states[0]:
+        stacked["log_alpha"] = torch.cat([s["log_alpha"] for s in states])
+    stacked["seeds"] = len(states)
+    return stacked
+
+
+def seed_state(state: dict[str, Any], index: int) -> dict[str, Any]:
+    """The one-seed agent state of seed ``index`` of a stacked agent state."""
+    seeds = state.get("seeds", 1)
+    if not 0 <= index < seeds:
+        raise IndexError(f"seed index {index} out of range for {seeds} seeds")
+
+    def chunk(tensor: torch.Tensor) -> torch.Tensor:
+        size = tensor.shape[0] // seeds
+        return tensor[index * size : (index + 1) * size].clone()
+
+    single = copy.deepcopy({k: v for k, v in state.items() if k not in STACKED_KEYS})
+    for key in STACKED_KEYS:
+        single[key] = _map_tensors(state[key], chunk)
+    single["generators"] = [state["generators"][index].clone()]
+    if "log_alpha" in state:
+        single["log_alpha"] = chunk(state["log_alpha"])
+    single["seeds"] = 1
+    return single
+
+
+def stack_agents(agents: Sequence[Agent]) -> Agent:
+    """One stacked agent holding the given one-seed agents (same class, config, normaliser)."""
+    first = agents[0]
+    if len(agents) == 1:
+        return first
+    stacked = type(first)(
+        first.obs_dim, first.act_dim, first.config, first.normalizer, first.device, len(agents)
+    )
+    stacked.load_state_dict(stack_states([a.state_dict() for a in agents]))
+    return stacked
