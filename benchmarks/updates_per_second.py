@@ -109,14 +109,20 @@ def update_flops(update: Callable[[Batch], object], batch: Batch) -> int:
 
 @dataclass
 class Case:
-    """One timed update rule: a name, its update function and its batches."""
+    """One timed update rule: ``group`` (e.g. ``iql offline``), how (``eager``, ``compiled``,
+    ``d3rlpy``), ``seeds`` per batched update."""
 
-    name: str
-    update: Callable[[Batch], object]
-    batches: list[Batch]
+    group: str
+    how: str
     seeds: int
+    update: Callable[[object], object]
+    batches: list
     flops: int = 0
     samples: list[float] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.group} {self.how} K={self.seeds}"
 
     def time(self, steps: int, device: torch.device) -> None:
         sync(device)
@@ -124,8 +130,7 @@ class Case:
         for i in range(steps):
             self.update(self.batches[i % N_BATCHES])
         sync(device)
-        rate = steps / (time.perf_counter() - start)
-        self.samples = (self.samples or []) + [rate]
+        self.samples = (self.samples or []) + [steps / (time.perf_counter() - start)]
 
     @property
     def rate(self) -> float:
@@ -133,61 +138,70 @@ class Case:
         return statistics.median(self.samples or [float("nan")])
 
 
+def sftlib_case(
+    kind: str, online: bool, hidden: tuple[int, ...], seeds: int, compiled: bool, device
+) -> Case:
+    agent = build(kind, hidden, seeds, device)
+    if compiled:
+        agent.compile_update()
+
+    def update(batch: Batch) -> object:
+        return agent.update(batch, online=online)
+
+    group = f"{kind} {'online' if online else 'offline'}"
+    how = "compiled" if compiled else "eager"
+    return Case(group, how, seeds, update, random_batches(seeds, device, 0))
+
+
 def d3rlpy_cases(hidden: tuple[int, ...], device: torch.device) -> list[Case]:
-    """d3rlpy's IQL and TD3+BC updates on the same shapes, when d3rlpy is importable."""
+    """d3rlpy's IQL and TD3+BC offline updates on the same shapes, when it is importable."""
     try:
         import d3rlpy
-        from d3rlpy.dataset import TransitionMiniBatch  # noqa: F401
+        from d3rlpy.torch_utility import TorchMiniBatch
     except ImportError:
         return []
-    import gymnasium as gym
-
-    cases = []
     encoder = d3rlpy.models.VectorEncoderFactory(hidden_units=list(hidden))
     configs = {
-        "iql": d3rlpy.algos.IQLConfig(
+        "iql offline": d3rlpy.algos.IQLConfig(
             batch_size=BATCH,
             actor_encoder_factory=encoder,
             critic_encoder_factory=encoder,
             value_encoder_factory=encoder,
         ),
-        "td3bc": d3rlpy.algos.TD3PlusBCConfig(
+        "td3bc offline": d3rlpy.algos.TD3PlusBCConfig(
             batch_size=BATCH, actor_encoder_factory=encoder, critic_encoder_factory=encoder
         ),
     }
-    obs_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
-    act_space = gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
-    for name, config in configs.items():
-        algo = config.create(device=str(device))
+    name = f"{device.type}:{device.index or 0}"
+    cases = []
+    for group, config in configs.items():
+        algo = config.create(device=name)
         algo.create_impl((OBS_DIM,), ACT_DIM)
-        del obs_space, act_space
         rng = np.random.default_rng(0)
-        batches = []
-        for _ in range(N_BATCHES):
-            obs = rng.standard_normal((BATCH, OBS_DIM)).astype(np.float32)
-            batches.append(
-                d3rlpy.torch_utility.TorchMiniBatch(
-                    observations=torch.as_tensor(obs, device=device),
-                    actions=torch.as_tensor(
-                        rng.uniform(-1, 1, (BATCH, ACT_DIM)), dtype=torch.float32, device=device
-                    ),
-                    rewards=torch.as_tensor(
-                        rng.standard_normal((BATCH, 1)), dtype=torch.float32, device=device
-                    ),
-                    next_observations=torch.as_tensor(
-                        rng.standard_normal((BATCH, OBS_DIM)), dtype=torch.float32, device=device
-                    ),
-                    next_actions=torch.zeros(BATCH, ACT_DIM, device=device),
-                    returns_to_go=torch.zeros(BATCH, 1, device=device),
-                    terminals=torch.zeros(BATCH, 1, device=device),
-                    intervals=torch.ones(BATCH, 1, device=device),
-                    device=str(device),
-                )
+
+        def t(x: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(x, dtype=torch.float32, device=device)
+
+        batches = [
+            TorchMiniBatch(
+                observations=t(rng.standard_normal((BATCH, OBS_DIM))),
+                actions=t(rng.uniform(-1, 1, (BATCH, ACT_DIM))),
+                rewards=t(rng.standard_normal((BATCH, 1))),
+                next_observations=t(rng.standard_normal((BATCH, OBS_DIM))),
+                next_actions=t(np.zeros((BATCH, ACT_DIM))),
+                returns_to_go=t(np.zeros((BATCH, 1))),
+                terminals=t(np.zeros((BATCH, 1))),
+                intervals=t(np.ones((BATCH, 1))),
+                device=name,
             )
-        impl = algo.impl
-        cases.append(
-            Case(f"d3rlpy {name}", lambda b, impl=impl: impl.update(b, 0), batches, 1)  # type: ignore[misc]
-        )
+            for _ in range(N_BATCHES)
+        ]
+        steps = iter(range(10**9))
+
+        def update(batch, impl=algo.impl, steps=steps) -> object:
+            return impl.update(batch, next(steps))
+
+        cases.append(Case(group, "d3rlpy", 1, update, batches))
     return cases
 
 
@@ -200,7 +214,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200, help="timed updates per case and rep")
     p.add_argument("--warmup", type=int, default=20, help="untimed updates first")
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions (median)")
-    p.add_argument("--compile", action="store_true", help="also time torch.compile'd IQL")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile'd updates")
+    p.add_argument("--no-d3rlpy", action="store_true", help="skip d3rlpy even if importable")
     p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto")
     a = p.parse_args()
     if a.steps <= 0 or a.warmup < 0 or a.threads < 0 or a.seeds < 1 or a.reps < 1:
@@ -219,66 +234,52 @@ def main() -> None:
         cases: list[Case] = []
         for algo in a.algos:
             for kind, online in CASES[algo]:
-                label = f"{kind} {'online' if online else 'offline'}"
-                for seeds in sorted({1, a.seeds}):
-                    agent = build(kind, hidden, seeds, device)
-                    batches = random_batches(seeds, device, 0)
-
-                    def update(batch, agent=agent, online=online):
-                        return agent.update(batch, online=online)
-
-                    cases.append(Case(f"{label} K={seeds}", update, batches, seeds))
-        if a.compile and "iql" in a.algos:
-            cases.append(compiled_iql(hidden, device, a.warmup))
-        cases += d3rlpy_cases(hidden, device)
+                for compiled in (False, True) if a.compile else (False,):
+                    for seeds in sorted({1, a.seeds}):
+                        cases.append(sftlib_case(kind, online, hidden, seeds, compiled, device))
+        if not a.no_d3rlpy:
+            cases += d3rlpy_cases(hidden, device)
+        start = time.perf_counter()
         for case in cases:
-            for i in range(a.warmup):
+            for i in range(a.warmup):  # compiles the compiled ones
                 case.update(case.batches[i % N_BATCHES])
-            case.flops = update_flops(case.update, case.batches[0])
+            if case.how == "eager":  # the counter sees eager kernels; compiled run the same
+                case.flops = update_flops(case.update, case.batches[0])
+        for case in cases:
+            if case.how == "compiled":
+                case.flops = next(
+                    c.flops
+                    for c in cases
+                    if (c.group, c.seeds, c.how) == (case.group, case.seeds, "eager")
+                )
+        warm = time.perf_counter() - start
         rooflines = []
         for _ in range(a.reps):
             for case in cases:
                 rooflines.append(roofline(device))
                 case.time(a.steps, device)
         peak = statistics.median(rooflines)
-        print(f"\nhidden {list(hidden)} | roofline {peak:.1f} GFLOP/s (matmul 256^3, median)")
         print(
-            f"{'update':<28} {'updates/s':>10} {'seed-upd/s':>11} {'GFLOP/upd':>10} "
-            f"{'GFLOP/s':>8} {'roofline':>9} {'x one seed':>11}"
+            f"\nhidden {list(hidden)} | matmul roofline {peak:.1f} GFLOP/s (256^3, median of "
+            f"{len(rooflines)}) | warm-up and compilation {warm:.0f}s"
         )
-        single = {c.name.rsplit(" K=", 1)[0]: c for c in cases if c.name.endswith(" K=1")}
+        print(
+            f"{'update':<34} {'updates/s':>10} {'seed-upd/s':>11} {'GFLOP/upd':>10} "
+            f"{'GFLOP/s':>8} {'roofline':>9} {'vs eager K=1':>13}"
+        )
+        base = {c.group: c for c in cases if c.how == "eager" and c.seeds == 1}
         for case in cases:
-            gflops = case.flops * case.rate / 1e9
-            base = single.get(case.name.rsplit(" K=", 1)[0])
-            ratio = (
-                f"{case.rate * case.seeds / base.rate:>10.2f}x"
-                if base is not None and case is not base
-                else f"{'':>11}"
-            )
-            print(
-                f"{case.name:<28} {case.rate:>10.1f} {case.rate * case.seeds:>11.1f} "
-                f"{case.flops / case.seeds / 1e9:>10.3f} {gflops:>8.1f} {gflops / peak:>8.0%} "
-                f"{ratio}"
-            )
-        for case in cases:
-            if case.name.startswith("d3rlpy"):
-                ours = single.get(case.name.replace("d3rlpy ", "") + " offline")
-                if ours is not None:
-                    print(f"sftlib / d3rlpy, {case.name[7:]}: {ours.rate / case.rate:.2f}x")
-
-
-def compiled_iql(hidden: tuple[int, ...], device: torch.device, warmup: int) -> Case:
-    """IQL with its update compiled by ``torch.compile`` (compile time printed)."""
-    agent = build("iql", hidden, 1, device)
-    agent.compile_update()
-    batches = random_batches(1, device, 0)
-    start = time.perf_counter()
-    agent.update(batches[0])
-    agent.update(batches[1])
-    print(
-        f"torch.compile of the IQL update, hidden {list(hidden)}: {time.perf_counter() - start:.1f}s"
-    )
-    return Case("iql offline compiled K=1", agent.update, batches, 1)
+            per_seed = case.rate * case.seeds
+            reference = base.get(case.group)
+            ratio = f"{per_seed / reference.rate:>12.2f}x" if reference is not None else ""
+            if case.flops:
+                gflops = case.flops * case.rate / 1e9
+                flop_text = (
+                    f"{case.flops / case.seeds / 1e9:>10.3f} {gflops:>8.1f} {gflops / peak:>8.0%}"
+                )
+            else:
+                flop_text = f"{'':>10} {'':>8} {'':>9}"
+            print(f"{case.name:<34} {case.rate:>10.1f} {per_seed:>11.1f} {flop_text} {ratio}")
 
 
 if __name__ == "__main__":

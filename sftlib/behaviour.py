@@ -134,9 +134,11 @@ class BehaviourActor(nn.Module):
         mean, log_std = self.net(obs).chunk(2, dim=-1)
         return Normal(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp())
 
-    def sample(self, obs: torch.Tensor) -> torch.Tensor:
-        """``tanh`` of a sample of the Gaussian (torch's global generator), ``[B, act_dim]``."""
-        return torch.tanh(self._distribution(obs).rsample())
+    def sample(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``tanh`` of a sample of the Gaussian drawn with ``generator``, ``[B, act_dim]``."""
+        distribution = self._distribution(obs)
+        noise = torch.randn(distribution.mean.shape, generator=generator)
+        return torch.tanh(distribution.mean + distribution.stddev * noise)
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self._distribution(obs).mean)
@@ -159,14 +161,17 @@ def snapshot_actor(record: BehaviourRecord, index: int) -> BehaviourActor:
     return actor
 
 
-def snapshot_policy(record: BehaviourRecord, index: int, deterministic: bool):
-    """A numpy policy ``obs -> action in [-1, 1]`` from snapshot ``index``."""
+def snapshot_policy(record: BehaviourRecord, index: int, deterministic: bool, seed: int = 0):
+    """A numpy policy ``obs -> action in [-1, 1]`` from snapshot ``index``; a stochastic one
+    draws its noise from its own generator seeded with ``seed``, so the data it makes
+    depends on nothing else that ran in the process."""
     actor = snapshot_actor(record, index)
+    generator = torch.Generator().manual_seed(seed)
 
     @torch.no_grad()
     def policy(obs: np.ndarray) -> np.ndarray:
         o = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
-        a = actor.deterministic(o) if deterministic else actor.sample(o)
+        a = actor.deterministic(o) if deterministic else actor.sample(o, generator)
         return a[0].numpy()
 
     return policy

@@ -145,19 +145,20 @@ def collect(
     """The episodes of one D4RL-style ``level`` (see the module docstring)."""
     lv = choose_levels(record)
     if level == "random":
-        sources: list[Policy | None] = [None]
+        snapshots: list[int | None] = [None]
     elif level in ("medium", "expert"):
-        sources = [snapshot_policy(record, lv[level], deterministic=False)]
+        snapshots = [lv[level]]
     elif level == "medium-expert":
-        sources = [
-            snapshot_policy(record, lv[k], deterministic=False) for k in ("medium", "expert")
-        ]
+        snapshots = [lv["medium"], lv["expert"]]
     elif level == "medium-replay":
-        sources = [None] + [
-            snapshot_policy(record, i, deterministic=False) for i in range(lv["medium"] + 1)
-        ]
+        snapshots = [None, *range(lv["medium"] + 1)]
     else:
         raise ValueError(f"level must be one of {list(LEVELS)}, got {level!r}")
+    # Source k rolls out with seed + 100_000 k: its environments and its policy noise.
+    sources: list[Policy | None] = [
+        None if index is None else snapshot_policy(record, index, False, seed + 100_000 * k)
+        for k, index in enumerate(snapshots)
+    ]
     shares = np.full(len(sources), n_steps // len(sources))
     shares[: n_steps - shares.sum()] += 1
     episodes: list[EpisodeBuffer] = []

@@ -38,7 +38,7 @@ from sftlib.checkpoint import (
     restore_finetune_checkpoint,
     write_csv,
 )
-from sftlib.config import FinetuneConfig
+from sftlib.config import FinetuneConfig, compile_update
 from sftlib.data import DatasetInfo, dataset_info, load_dataset, transitions
 from sftlib.envs import make_env
 from sftlib.evaluation import evaluate_policy, to_env_action
@@ -153,6 +153,9 @@ class FineTuner:
         self.offline_state = pretrained["agent"]
         self.learner = agent_from_state(pretrained["agent"], self.device)
         self.online_data = config.online_data_for(self.learner.name)
+        updates = config.online_steps * config.utd_ratio
+        if compile_update(config.torch_compile, self.learner.compile_wins, updates):
+            self.learner.compile_update()
         if self.learner.needs_returns_to_go:
             self.offline.fill_returns_to_go(self.learner.config.discount)
         self.anchor = self.learner.snapshot() if self.variant.composite else None
@@ -420,6 +423,7 @@ class FineTuner:
             "wall_time_s": state.elapsed,
             "online_steps": config.online_steps,
             "online_data": self.online_data,
+            "compiled": self.learner.compiled,
             "variant": self.sft_config.variant,
             "algo": self.learner.name,
             "dataset_id": self.info.dataset_id,

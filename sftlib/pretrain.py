@@ -39,7 +39,7 @@ from sftlib.checkpoint import (
     load_checkpoint,
     write_csv,
 )
-from sftlib.config import PretrainConfig
+from sftlib.config import PretrainConfig, compile_update
 from sftlib.data import DatasetInfo, dataset_info, load_dataset, transitions
 from sftlib.evaluation import evaluate_seeds
 from sftlib.goals import success_rate
@@ -164,6 +164,9 @@ def _train(
             )
         )
     agent = stack_agents(agents)
+    if compile_update(config.torch_compile, agent.compile_wins, config.offline_steps):
+        agent.compile_update()
+    compiled = agent.compiled
     start = 0
     evals: list[list[dict]] = [[] for _ in configs]
     train_rows: list[list[dict]] = [[] for _ in configs]
@@ -222,8 +225,7 @@ def _train(
             info,
             evals[index],
             train_rows[index],
-            wall,
-            len(configs),
+            {"wall_time_s": wall, "seeds_in_process": len(configs), "compiled": compiled},
         )
         for index, (seed_config, out) in enumerate(zip(configs, dirs, strict=True))
     ]
@@ -261,9 +263,9 @@ def _write_run(
     info: DatasetInfo,
     evals: list[dict],
     train_rows: list[dict],
-    wall: float,
-    batch_size: int,
+    execution: dict,
 ) -> PretrainResult:
+    """Write one seed's run files; ``execution``: wall time, seeds in the process, compiled."""
     atomic_torch_save(
         out / AGENT,
         {
@@ -281,8 +283,7 @@ def _write_run(
     write_csv(out / TRAIN_CSV, train_rows)
     summary = {
         "score_final": evals[-1]["score"],
-        "wall_time_s": wall,
-        "seeds_in_process": batch_size,
+        **execution,
         "offline_steps": config.offline_steps,
         "algo": config.algo,
         "dataset_id": config.dataset_id,

@@ -82,6 +82,9 @@ class Agent:
     config_cls: ClassVar[type[AgentConfig]]
     needs_returns_to_go: ClassVar[bool] = False
     """Whether batches must carry the Monte-Carlo return-to-go (Cal-QL's calibration)."""
+    compile_wins: ClassVar[bool] = False
+    """Whether ``torch.compile`` was measured to make this algorithm's update faster on CPU
+    (benchmarks/updates_per_second.py --compile)."""
 
     def __init__(
         self,
@@ -110,6 +113,26 @@ class Agent:
             torch.Generator(self.device).manual_seed(int(torch.randint(0, 2**62, (1,))))
             for _ in range(seeds)
         ]
+        self.compiled = False
+        self._compiled: dict[str, Any] = {}
+
+    # --- torch.compile -------------------------------------------------------------------
+    def compile_update(self) -> None:
+        """Run the loss computations of :meth:`update` through ``torch.compile`` from now on
+        (compiled on first use, once per loss function; optimiser steps stay eager)."""
+        self.compiled = True
+
+    def _loss(self, name: str, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``, compiled once per ``name`` when :meth:`compile_update` was called."""
+        if not self.compiled:
+            return fn(*args)
+        if name not in self._compiled:
+            self._compiled[name] = torch.compile(fn)
+        return self._compiled[name](*args)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Compiled functions are bound to this agent's modules: copies compile their own.
+        return {**self.__dict__, "_compiled": {}}
 
     # --- subclasses -----------------------------------------------------------------
     target_keys: ClassVar[tuple[str, ...]] = ("critic",)

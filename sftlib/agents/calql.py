@@ -106,13 +106,59 @@ class CalQL(Agent):
         batch = self.stacked(batch)
         if batch.returns_to_go is None and config.calibrate:
             raise ValueError("Cal-QL's calibration needs returns_to_go in every batch")
-        obs, next_obs = self.norm(batch.obs), self.norm(batch.next_obs)
-        seeds, size, act_dim = batch.actions.shape
+        returns_to_go = batch.returns_to_go
+        if returns_to_go is None:
+            returns_to_go = torch.zeros_like(batch.rewards)
+        size, act_dim = batch.actions.shape[1:]
+        sampled = (size * config.cql_n_actions, act_dim)
+        total, metrics = self._loss(
+            "losses",
+            self._losses,
+            batch.obs,
+            batch.actions,
+            batch.rewards,
+            batch.next_obs,
+            batch.terminals,
+            returns_to_go,
+            self.noise((size, act_dim)),
+            self.noise((size, act_dim)),
+            self.uniform(sampled),
+            self.noise(sampled),
+            self.noise(sampled),
+        )
+        optimizer = self.optimizers["all"]
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        soft_update(self.targets["critic"], self.critic, config.tau)
+        self.num_updates += 1
+        return metrics
+
+    def _losses(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        next_obs: torch.Tensor,
+        terminals: torch.Tensor,
+        returns_to_go: torch.Tensor,
+        actor_noise: torch.Tensor,
+        next_noise: torch.Tensor,
+        uniform: torch.Tensor,
+        current_noise: torch.Tensor,
+        following_noise: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Critic, actor and temperature losses summed, and the per-seed metrics. The noise
+        arguments are standard normal (uniform in [-1, 1) for ``uniform``) draws of the
+        shapes the samples need: ``[seeds, B, act_dim]`` and ``[seeds, B * n, act_dim]``."""
+        config = self.config
+        obs, next_obs = self.norm(obs), self.norm(next_obs)
+        seeds, size, act_dim = actions.shape
         n_actions = config.cql_n_actions
         alpha = self.log_alpha.exp().detach().unsqueeze(-1)
 
         # Actor and temperature (SAC), the critic a constant.
-        action, log_prob = self.actor.sample(obs, self.noise((size, act_dim)))
+        action, log_prob = self.actor.sample(obs, actor_noise)
         q_action = self.critic(obs, action, detach=True).min(1).values
         actor_loss = (alpha * log_prob - q_action).mean(-1)
         alpha_loss = -(self.log_alpha.unsqueeze(-1) * (log_prob.detach() + self.target_entropy))
@@ -120,23 +166,21 @@ class CalQL(Agent):
 
         # Critic: TD towards the target critics at the policy's next action.
         with torch.no_grad():
-            next_action, _ = self.actor.sample(next_obs, self.noise((size, act_dim)))
+            next_action, _ = self.actor.sample(next_obs, next_noise)
             next_q = self.targets["critic"](next_obs, next_action).min(1).values
-            td_target = batch.rewards + config.discount * (1.0 - batch.terminals) * next_q
-        q_data = self.critic(obs, batch.actions)  # [seeds, n, B]
+            td_target = rewards + config.discount * (1.0 - terminals) * next_q
+        q_data = self.critic(obs, actions)  # [seeds, n, B]
         td_loss = (q_data - td_target.unsqueeze(1)).pow(2).mean(-1).sum(1)
 
         # Conservative penalty on sampled actions, calibrated by the return-to-go.
         with torch.no_grad():
             obs_rep = obs.repeat_interleave(n_actions, dim=1)  # [seeds, B * n_actions, obs]
             next_rep = next_obs.repeat_interleave(n_actions, dim=1)
-            shape = (size * n_actions, act_dim)
-            uniform = self.uniform(shape)
-            current, current_log_prob = self.actor.sample(obs_rep, self.noise(shape))
-            following, following_log_prob = self.actor.sample(next_rep, self.noise(shape))
+            current, current_log_prob = self.actor.sample(obs_rep, current_noise)
+            following, following_log_prob = self.actor.sample(next_rep, following_noise)
 
-        def penalty_q(actions: torch.Tensor) -> torch.Tensor:
-            return self.critic(obs_rep, actions).view(seeds, -1, size, n_actions)
+        def penalty_q(sampled: torch.Tensor) -> torch.Tensor:
+            return self.critic(obs_rep, sampled).view(seeds, -1, size, n_actions)
 
         q_uniform, q_current, q_following = (
             penalty_q(uniform),
@@ -144,11 +188,9 @@ class CalQL(Agent):
             penalty_q(following),
         )
         if config.calibrate:
-            bound = batch.returns_to_go.view(seeds, 1, size, 1)
-            q_current, q_following = (
-                torch.maximum(q_current, bound),
-                torch.maximum(q_following, bound),
-            )
+            bound = returns_to_go.view(seeds, 1, size, 1)
+            q_current = torch.maximum(q_current, bound)
+            q_following = torch.maximum(q_following, bound)
         log_uniform = act_dim * math.log(0.5)
         candidates = torch.cat(
             [
@@ -162,20 +204,14 @@ class CalQL(Agent):
         soft_max = torch.logsumexp(candidates / temperature, dim=-1) * temperature
         cql_gap = (soft_max - q_data).mean(-1).sum(1)
         critic_loss = td_loss + config.cql_alpha * cql_gap
-
-        optimizer = self.optimizers["all"]
-        optimizer.zero_grad(set_to_none=True)
-        (critic_loss + actor_loss + alpha_loss).sum().backward()
-        optimizer.step()
-        soft_update(self.targets["critic"], self.critic, config.tau)
-        self.num_updates += 1
-        return {
+        metrics = {
             "train/critic_loss": td_loss.detach(),
             "train/cql_gap": cql_gap.detach(),
             "train/actor_loss": actor_loss.detach(),
             "train/alpha": alpha.squeeze(-1),
             "train/q": q_data.detach().mean((1, 2)),
         }
+        return (critic_loss + actor_loss + alpha_loss).sum(), metrics
 
     def _extra_state(self) -> dict:
         return {"log_alpha": self.log_alpha.detach().clone()}

@@ -56,6 +56,7 @@ class IQL(Agent):
     name = "iql"
     config_cls = IQLConfig
     config: IQLConfig
+    compile_wins = True  # 1.3x (256-256) to 1.6x (64-64) updates/s on one CPU thread
 
     def _build(self) -> None:
         c = self.config
@@ -83,35 +84,52 @@ class IQL(Agent):
         return self.actor.sample(nobs, self.noise((nobs.shape[1], self.act_dim)))[0]
 
     def update(self, batch: Batch, online: bool = False) -> dict[str, torch.Tensor]:
-        config = self.config
         batch = self.stacked(batch)
-        obs, next_obs = self.norm(batch.obs), self.norm(batch.next_obs)
+        total, metrics = self._loss(
+            "losses",
+            self._losses,
+            batch.obs,
+            batch.actions,
+            batch.rewards,
+            batch.next_obs,
+            batch.terminals,
+        )
+        optimizer = self.optimizers["all"]
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        soft_update(self.targets["critic"], self.critic, self.config.tau)
+        self.num_updates += 1
+        return metrics
 
+    def _losses(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        next_obs: torch.Tensor,
+        terminals: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The summed loss of value, critic and actor, and the per-seed metrics."""
+        config = self.config
+        obs, next_obs = self.norm(obs), self.norm(next_obs)
         with torch.no_grad():
-            target_q = self.targets["critic"](obs, batch.actions).min(1).values
-            td_target = batch.rewards + config.discount * (1.0 - batch.terminals) * self.vf(
-                next_obs
-            )
+            target_q = self.targets["critic"](obs, actions).min(1).values
+            td_target = rewards + config.discount * (1.0 - terminals) * self.vf(next_obs)
         value = self.vf(obs)
         advantage = target_q - value
         value_loss = expectile_loss(advantage, config.expectile)
 
-        q = self.critic(obs, batch.actions)
+        q = self.critic(obs, actions)
         critic_loss = (q - td_target.unsqueeze(1)).pow(2).mean(-1).sum(1)
 
         weights = torch.exp(config.temperature * advantage.detach()).clamp(max=EXP_ADV_MAX)
-        actor_loss = -(weights * self.actor.log_prob(obs, batch.actions)).mean(-1)
-
-        optimizer = self.optimizers["all"]
-        optimizer.zero_grad(set_to_none=True)
-        (value_loss + critic_loss + actor_loss).sum().backward()
-        optimizer.step()
-        soft_update(self.targets["critic"], self.critic, config.tau)
-        self.num_updates += 1
-        return {
+        actor_loss = -(weights * self.actor.log_prob(obs, actions)).mean(-1)
+        metrics = {
             "train/value_loss": value_loss.detach(),
             "train/critic_loss": critic_loss.detach(),
             "train/actor_loss": actor_loss.detach(),
             "train/q": q.detach().mean((1, 2)),
             "train/v": value.detach().mean(-1),
         }
+        return (value_loss + critic_loss + actor_loss).sum(), metrics

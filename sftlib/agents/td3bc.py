@@ -69,37 +69,65 @@ class TD3BC(Agent):
     def update(self, batch: Batch, online: bool = False) -> dict[str, torch.Tensor]:
         config = self.config
         batch = self.stacked(batch)
-        obs, next_obs = self.norm(batch.obs), self.norm(batch.next_obs)
-
-        with torch.no_grad():
-            noise = (self.noise(batch.actions.shape[1:]) * config.policy_noise).clamp(
-                -config.noise_clip, config.noise_clip
-            )
-            next_action = (self.targets["actor"](next_obs) + noise).clamp(-1.0, 1.0)
-            next_q = self.targets["critic"](next_obs, next_action).min(1).values
-            td_target = batch.rewards + config.discount * (1.0 - batch.terminals) * next_q
-        q = self.critic(obs, batch.actions)
-        critic_loss = (q - td_target.unsqueeze(1)).pow(2).mean(-1).sum(1)
+        noise = self.noise(batch.actions.shape[1:])
+        critic_loss, metrics = self._loss(
+            "critic",
+            self._critic_losses,
+            batch.obs,
+            batch.actions,
+            batch.rewards,
+            batch.next_obs,
+            batch.terminals,
+            noise,
+        )
         self.optimizers["critic"].zero_grad(set_to_none=True)
-        critic_loss.sum().backward()
+        critic_loss.backward()
         self.optimizers["critic"].step()
-
-        metrics = {"train/critic_loss": critic_loss.detach(), "train/q": q.detach().mean((1, 2))}
         self.num_updates += 1
         if self.num_updates % config.policy_freq == 0:
-            action = self.actor(obs)
-            # The critic is a constant of the actor's loss: no gradient into its weights.
-            q_action = self.critic(obs, action, detach=True)[:, 0]
-            if online:
-                actor_loss = -q_action.mean(-1)
-            else:
-                lmbda = config.alpha / q_action.abs().mean(-1).detach()
-                bc = (action - batch.actions).pow(2).mean((1, 2))
-                actor_loss = -lmbda * q_action.mean(-1) + bc
+            name = "actor_online" if online else "actor_offline"
+            actor_loss, actor_metrics = self._loss(
+                name, self._actor_losses, batch.obs, batch.actions, online
+            )
             self.optimizers["actor"].zero_grad(set_to_none=True)
-            actor_loss.sum().backward()
+            actor_loss.backward()
             self.optimizers["actor"].step()
             soft_update(self.targets["actor"], self.actor, config.tau)
             soft_update(self.targets["critic"], self.critic, config.tau)
-            metrics["train/actor_loss"] = actor_loss.detach()
+            metrics = {**metrics, **actor_metrics}
         return metrics
+
+    def _critic_losses(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        next_obs: torch.Tensor,
+        terminals: torch.Tensor,
+        noise: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        config = self.config
+        obs, next_obs = self.norm(obs), self.norm(next_obs)
+        with torch.no_grad():
+            smoothing = (noise * config.policy_noise).clamp(-config.noise_clip, config.noise_clip)
+            next_action = (self.targets["actor"](next_obs) + smoothing).clamp(-1.0, 1.0)
+            next_q = self.targets["critic"](next_obs, next_action).min(1).values
+            td_target = rewards + config.discount * (1.0 - terminals) * next_q
+        q = self.critic(obs, actions)
+        critic_loss = (q - td_target.unsqueeze(1)).pow(2).mean(-1).sum(1)
+        metrics = {"train/critic_loss": critic_loss.detach(), "train/q": q.detach().mean((1, 2))}
+        return critic_loss.sum(), metrics
+
+    def _actor_losses(
+        self, obs: torch.Tensor, actions: torch.Tensor, online: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        obs = self.norm(obs)
+        action = self.actor(obs)
+        # The critic is a constant of the actor's loss: no gradient into its weights.
+        q_action = self.critic(obs, action, detach=True)[:, 0]
+        if online:
+            actor_loss = -q_action.mean(-1)
+        else:
+            lmbda = self.config.alpha / q_action.abs().mean(-1).detach()
+            actor_loss = -lmbda * q_action.mean(-1) + (action - actions).pow(2).mean((1, 2))
+        return actor_loss.sum(), {"train/actor_loss": actor_loss.detach()}
