@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="LocalCluster workers (default: number of cores)"
     )
     s.add_argument("--dry-run", action="store_true", help="print the plan and what is complete")
+    s.add_argument("--pretrain-only", action="store_true", help="run the pretraining runs only")
     s.add_argument("--no-base", action="store_true", help=f"do not prepend {BASE_FILE}")
     s.add_argument(
         "--no-datasets",
@@ -122,6 +123,7 @@ def _sweep(a: argparse.Namespace) -> int:
             ensure_datasets=not a.no_datasets,
             progress=not a.quiet,
             seeds_per_process=a.seeds_per_process,
+            pretrain_only=a.pretrain_only,
             **nb,
         )
     except (FileNotFoundError, ValueError) as e:

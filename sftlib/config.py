@@ -22,7 +22,7 @@ REFERENCE_ONLINE_DATA = {"iql": "append", "td3bc": "append", "calql": "mix"}
 al.'s ``train_finetune.py``; CORL ``iql.py``) and TD3+BC (continued on one replay buffer
 holding the offline data, as TD3+BC's follow-ups do) append online transitions to the
 offline buffer; Cal-QL (Nakamoto et al.; CORL ``cal_ql.py``) mixes a fixed 50/50 share."""
-SELECTIONS = ("argmax", "softmax")
+SELECTIONS = ("argmax", "softmax", "lcb")
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,15 @@ class SFTConfig:
     variant: str = "sft"
     """One of :data:`VARIANTS`."""
     selection: str = "argmax"
-    """How the selector critic picks among candidates: ``argmax`` or ``softmax``."""
+    """How the selector critic picks among candidates: ``argmax`` (the spec's literal rule:
+    the higher value, minimum over the ensemble), ``softmax`` (sampled, ``beta``), or ``lcb``:
+    the learner's candidate runs only if the lower confidence bound of its advantage over the
+    anchor's, ``mean_i(d_i) - lcb_k * std_i(d_i)`` with ``d_i = Q_i(s, a_L) - Q_i(s, a_A)``
+    over the selector's ensemble members, is positive (the margin comes from the critic's own
+    disagreement, not from a constant)."""
+    lcb_k: float = 1.0
+    """Width of the lower confidence bound of ``lcb`` selection, in ensemble standard
+    deviations (with 2 members, 1 means both must prefer the learner's action)."""
     beta: float = 1.0
     """Inverse temperature of softmax selection."""
     incumbent_margin: float = 0.0
@@ -159,6 +167,10 @@ class SFTConfig:
     """Relative drift of the learner's critic on the probe set under which it is calm."""
     patience: int = 3
     """Consecutive calm checks needed (with the evaluation verdict) to switch."""
+    mc_veto: bool = False
+    """Monte-Carlo veto: a switch or an anchor update that the comprehensive evaluation favours
+    is refused when the executed episodes say otherwise: the learner has no Monte-Carlo
+    estimate (it executed nothing recently) or ``J_mc(L) < J_mc(A) - margin |J_mc(A)|``."""
     margin: float = 0.05
     """Tolerance of the comprehensive evaluation, relative to ``|J(A)|``: the switch needs
     ``J(L) >= J(A) - margin |J(A)|``; a reset makes the learner the anchor only if
@@ -203,7 +215,7 @@ class SFTConfig:
             "fqe_lr",
             "reset_every",
         )
-        _non_negative(self, "margin", "kappa", "reset_start", "incumbent_margin")
+        _non_negative(self, "margin", "kappa", "reset_start", "incumbent_margin", "lcb_k")
         if not 0.0 <= self.shrink_alpha < 1.0:
             raise ValueError(f"shrink_alpha must be in [0, 1), got {self.shrink_alpha}")
 
@@ -219,6 +231,13 @@ class SFTConfig:
     @property
     def selection_rule(self) -> str:
         return self.spec.selection or self.selection
+
+    def rule_for(self, deterministic: bool) -> str:
+        """The selection rule when collecting (stochastic) or evaluating (deterministic):
+        sampling rules (``softmax``) evaluate with ``argmax``; ``lcb`` and ``argmax`` are
+        used as they are."""
+        rule = self.selection_rule
+        return "argmax" if deterministic and rule == "softmax" else rule
 
 
 @dataclass
@@ -237,6 +256,9 @@ class FinetuneConfig:
     (:data:`REFERENCE_ONLINE_DATA`)."""
     offline_ratio: float = 0.5
     """``mix`` only: share of each batch drawn from the offline dataset, in [0, 1]."""
+    reset_optimizer: bool = False
+    """Clear the learner's Adam moments when fine-tuning starts: a stabiliser for TD3+BC,
+    whose actor loss changes scale when the behaviour-cloning term is dropped online."""
     utd_ratio: int = 1
     """Gradient updates of the learner per environment step."""
     eval_every: int = 1_000

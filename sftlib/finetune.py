@@ -58,8 +58,10 @@ from sftlib.metrics import stability_metrics
 from sftlib.sft import (
     FQE,
     ComprehensiveEvaluator,
+    Estimates,
     StabilityMonitor,
     improves,
+    mc_vetoes,
     passes,
     select_action,
 )
@@ -153,6 +155,8 @@ class FineTuner:
         self.offline_state = pretrained["agent"]
         self.learner = agent_from_state(pretrained["agent"], self.device)
         self.online_data = config.online_data_for(self.learner.name)
+        if config.reset_optimizer:
+            self.learner.optimizers = self.learner._make_optimizers()
         updates = config.online_steps * config.utd_ratio
         if compile_update(config.torch_compile, self.learner.compile_wins, updates):
             self.learner.compile_update()
@@ -206,14 +210,14 @@ class FineTuner:
                 self.learner.policy_action(obs_tensor[None], deterministic),
             ]
         )
-        rule = "argmax" if deterministic else self.sft_config.selection_rule
         action, index, _ = select_action(
             obs_tensor,
             candidates,
             self.selector,
-            rule,
+            self.sft_config.rule_for(deterministic),
             self.sft_config.beta,
             self.sft_config.incumbent_margin,
+            self.sft_config.lcb_k,
         )
         return action.cpu().numpy(), ("anchor", "learner")[index]
 
@@ -263,17 +267,26 @@ class FineTuner:
             "verdict": "unstable",
         }
         if self.monitor.calm_enough:
-            values, _ = self.evaluate_policies(current_start)
+            values, estimates = self.evaluate_policies(current_start)
             row.update(j_anchor=values["anchor"], j_learner=values["learner"])
-            if passes(values["learner"], values["anchor"], self.sft_config.margin):
+            if not passes(values["learner"], values["anchor"], self.sft_config.margin):
+                row["verdict"] = "worse"
+            elif self.vetoed(estimates):
+                row["verdict"] = "mc_veto"
+            else:
                 row["verdict"] = "stable"
                 self.state.stable = True
                 self.state.add_event(
                     "switch", f"J(L)={values['learner']:.2f} J(A)={values['anchor']:.2f}"
                 )
-            else:
-                row["verdict"] = "worse"
         self.state.checks.append(row)
+
+    def vetoed(self, estimates: Estimates) -> bool:
+        """Whether the Monte-Carlo veto (``mc_veto``) refuses what the critics favour."""
+        if not self.sft_config.mc_veto:
+            return False
+        mc = estimates.mc
+        return mc_vetoes(mc.get("learner"), mc.get("anchor"), self.sft_config.margin)
 
     def reset(self, current_start: np.ndarray) -> None:
         """Anchor <- the better of anchor and learner snapshot; reset the learner; restart
@@ -283,8 +296,11 @@ class FineTuner:
         critic tends to overrate its own policy, and a worse anchor would reach the
         executed policy.
         """
-        values, _ = self.evaluate_policies(current_start)
-        if improves(values["learner"], values["anchor"], self.sft_config.margin):
+        values, estimates = self.evaluate_policies(current_start)
+        better = improves(values["learner"], values["anchor"], self.sft_config.margin)
+        if better and self.vetoed(estimates):
+            self.state.add_event("mc_veto", f"J(L)={values['learner']:.2f} favoured")
+        elif better:
             self.anchor = self.learner.snapshot()
             if self.fqe:
                 self.fqe["anchor"] = self.fqe["learner"].copy()

@@ -61,7 +61,7 @@ EVAL_COLUMNS = ["step", "executed_score", "learner_score", "executed_return", "l
 """Fine-tuning ``eval.csv``: online step (0 = offline policy), scores of the executed
 (composite) policy and of the learner alone, and their mean undiscounted returns."""
 EVENT_COLUMNS = ["step", "event", "detail"]
-EVENT_TYPES = ("switch", "reset", "anchor_update")
+EVENT_TYPES = ("switch", "reset", "anchor_update", "mc_veto")
 CHECK_COLUMNS = ["step", "drift", "calm", "j_anchor", "j_learner", "verdict"]
 """Fine-tuning ``checks.csv``: one row per stability check."""
 SUMMARY_KEYS = (

@@ -34,18 +34,29 @@ def select_action(
     rule: str = "argmax",
     beta: float = 1.0,
     incumbent_margin: float = 0.0,
+    lcb_k: float = 1.0,
 ) -> tuple[torch.Tensor, int, torch.Tensor]:
-    """Score ``candidates`` (``[K, act_dim]``) at one raw observation ``obs`` (``[obs_dim]``)
-    with the selector critic (minimum over its ensemble) and pick one.
+    """Score ``candidates`` (``[K, act_dim]``, candidate 0 the anchor's) at one raw
+    observation ``obs`` (``[obs_dim]``) with the selector critic and pick one.
 
-    ``rule="argmax"`` takes the best; ``"softmax"`` samples with probabilities
-    ``softmax(beta * Q)`` (torch's RNG). ``incumbent_margin`` favours candidate 0 (the
-    anchor's): its score is raised by ``incumbent_margin * |Q_0|`` before the pick, so another
-    candidate wins only when the critic prefers it by more than that fraction. Returns
-    ``(action [act_dim], index, scores [K])`` with the critic's unmodified scores.
+    ``argmax`` takes the best by the minimum over the ensemble; ``softmax`` samples with
+    probabilities ``softmax(beta * Q)`` (torch's RNG); ``lcb`` takes another candidate than
+    the anchor's only if the lower confidence bound of its advantage over the anchor's
+    candidate is positive: ``mean_i(d_i) - lcb_k * std_i(d_i) > 0`` with ``d_i = Q_i(s, a) -
+    Q_i(s, a_0)`` per ensemble member ``i`` (a paired comparison: the same member scores
+    both), then the one with the largest bound. ``incumbent_margin`` (``argmax``/``softmax``)
+    raises the anchor's score by ``incumbent_margin * |Q_0|`` first. Returns ``(action
+    [act_dim], index, scores [K])`` with the critic's unmodified scores (ensemble minimum).
     """
     k = candidates.shape[0]
-    scores = selector.q_values(obs.expand(k, -1), candidates).min(0).values.cpu()
+    members = selector.q_values(obs.expand(k, -1), candidates).cpu()  # [n, K]
+    scores = members.min(0).values
+    if rule == "lcb":
+        advantage = members[:, 1:] - members[:, :1]  # [n, K - 1]
+        lower = advantage.mean(0) - lcb_k * advantage.std(0, unbiased=False)
+        best = int(torch.argmax(lower))
+        idx = best + 1 if float(lower[best]) > 0.0 else 0
+        return candidates[idx], idx, scores
     biased = scores.clone()
     biased[0] += incumbent_margin * scores[0].abs()
     if rule == "argmax":
@@ -53,7 +64,7 @@ def select_action(
     elif rule == "softmax":
         idx = int(torch.multinomial(F.softmax(beta * (biased - biased.max()), 0), 1))
     else:
-        raise ValueError(f"selection must be 'argmax' or 'softmax', got {rule!r}")
+        raise ValueError(f"selection must be 'argmax', 'softmax' or 'lcb', got {rule!r}")
     return candidates[idx], idx, scores
 
 
@@ -322,6 +333,19 @@ def passes(j_learner: float, j_anchor: float, margin: float) -> bool:
     if not np.isfinite(j_anchor):
         return True
     return j_learner >= j_anchor - margin * abs(j_anchor)
+
+
+def mc_vetoes(mc_learner: float | None, mc_anchor: float | None, margin: float) -> bool:
+    """The Monte-Carlo veto: executed episodes contradict a learner the critics favour.
+
+    True when the learner has no Monte-Carlo estimate (it executed no step of the recent
+    episodes: no evidence for it) or ``mc_learner < mc_anchor - margin * |mc_anchor|``.
+    """
+    if mc_learner is None:
+        return True
+    if mc_anchor is None:
+        return False
+    return mc_learner < mc_anchor - margin * abs(mc_anchor)
 
 
 def improves(j_learner: float, j_anchor: float, margin: float) -> bool:

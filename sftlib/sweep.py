@@ -349,11 +349,13 @@ def run_sweep(
     show: bool = True,
     cluster_kwargs: dict[str, Any] | None = None,
     seeds_per_process: int = 0,
+    pretrain_only: bool = False,
 ) -> SweepReport:
     """Run every incomplete run of the study; see the module docstring for the rules.
 
     ``seeds_per_process``: seeds of one (dataset, algo) pretrained together in one process
-    (0: all of them; 1: one process per seed); see :func:`plan`.
+    (0: all of them; 1: one process per seed); see :func:`plan`. ``pretrain_only`` runs the
+    pretraining runs alone (fine-tune later with the same study file).
 
     ``ensure_datasets``: ``True`` calls ``sftlib.factory.ensure_dataset``, a callable is
     called instead (``dataset_id -> anything``), ``False`` skips the dataset phase.
@@ -362,6 +364,8 @@ def run_sweep(
     """
     _check_scheduler(scheduler)
     runs = plan(study_params, results_root, pretrain_notebook, finetune_notebook, seeds_per_process)
+    if pretrain_only:
+        runs = [r for r in runs if r.kind == "pretrain"]
     for nb in {r.notebook for r in runs if not r.complete}:
         if not nb.exists():
             raise FileNotFoundError(f"notebook {nb} does not exist (pass its path explicitly)")

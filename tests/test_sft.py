@@ -68,6 +68,73 @@ def test_softmax_selection_samples_with_softmax_probabilities():
     assert np.mean(picks) == pytest.approx(0.75, abs=0.03)
 
 
+class MemberCritic:
+    """Stands in for a selector whose ensemble members score the candidates as given:
+    ``members[i][j]`` is member ``i``'s value of candidate ``j``."""
+
+    def __init__(self, members):
+        self.members = torch.tensor(members, dtype=torch.float32)
+
+    def q_values(self, obs, actions):
+        return self.members[:, : len(actions)]
+
+
+def test_lcb_selection_runs_the_learner_only_when_the_ensemble_agrees():
+    cands = torch.tensor([[0.0], [1.0]])  # candidate 0: the anchor's, 1: the learner's
+    obs = torch.zeros(1)
+    # The members disagree on the direction: the minimum favours the learner (11 > 10),
+    # the paired advantages [+1, -0.5] do not.
+    split = MemberCritic([[10.0, 11.0], [12.0, 11.5]])
+    assert select_action(obs, cands, split, "argmax")[1] == 1
+    assert select_action(obs, cands, split, "lcb", lcb_k=1.0)[1] == 0
+    agree = MemberCritic([[10.0, 11.0], [12.0, 13.2]])  # advantages [1.0, 1.2]
+    assert select_action(obs, cands, agree, "lcb", lcb_k=1.0)[1] == 1
+    assert select_action(obs, cands, agree, "lcb", lcb_k=5.0)[1] == 1  # 1.1 - 5 * 0.1 > 0
+    assert select_action(obs, cands, agree, "lcb", lcb_k=20.0)[1] == 0  # the bound is too wide
+    action, _, scores = select_action(obs, cands, agree, "lcb")
+    assert torch.equal(scores, torch.tensor([10.0, 11.0])) and torch.equal(action, cands[1])
+
+
+def _learner_overrated_but_losing(ft) -> None:
+    """The critics favour the learner by far; the executed episodes say its steps lose:
+    episodes the learner executed returned 10, those the anchor executed 50."""
+    for _ in range(2):
+        ft.evaluator.add_episode(np.zeros(3), [10.0], ["learner"])
+        ft.evaluator.add_episode(np.zeros(3), [50.0], ["anchor"])
+    real = ft.evaluate_policies
+    ft.evaluate_policies = lambda start: ({"anchor": -100.0, "learner": 0.0}, real(start)[1])
+    ft.probe_values = lambda: torch.tensor([50.0, 50.0])  # a calm critic
+
+
+@pytest.mark.parametrize("veto", [True, False])
+def test_mc_veto_keeps_out_a_learner_its_critics_overrate(pretrained_dirs, tmp_path, veto):
+    ft = tuner(pretrained_dirs, tmp_path, variant="sft", mc_veto=veto, patience=1, margin=0.05)
+    _learner_overrated_but_losing(ft)
+    start = np.zeros(3, np.float32)
+    ft.stability_check(start)
+    ft.stability_check(start)
+    assert ft.state.stable is not veto
+    assert ft.state.checks[-1]["verdict"] == ("mc_veto" if veto else "stable")
+    anchor_before = [p.clone() for p in ft.anchor.actor.parameters()]
+    for _ in range(3):  # make the learner differ from the anchor
+        ft.learner.update(ft.offline.sample(32, ft.rng), online=True)
+    ft.reset(start)
+    kept = all(
+        torch.equal(p, q) for p, q in zip(ft.anchor.actor.parameters(), anchor_before, strict=True)
+    )
+    assert kept is veto
+    events = [e["event"] for e in ft.state.events]
+    assert ("mc_veto" in events) is veto and ("anchor_update" in events) is not veto
+
+
+def test_mc_veto_refuses_a_learner_that_executed_nothing():
+    from sftlib.sft import mc_vetoes
+
+    assert mc_vetoes(None, 50.0, 0.05)  # no evidence for the learner
+    assert not mc_vetoes(49.0, 50.0, 0.05) and mc_vetoes(47.0, 50.0, 0.05)
+    assert not mc_vetoes(10.0, None, 0.05)
+
+
 def test_before_switch_the_anchor_critic_decides_after_it_the_learner_critic(
     pretrained_dirs, tmp_path
 ):
