@@ -41,8 +41,8 @@ from sftlib.checkpoint import (
 from sftlib.config import FinetuneConfig, compile_update
 from sftlib.data import DatasetInfo, dataset_info, load_dataset, transitions
 from sftlib.envs import make_env
-from sftlib.evaluation import evaluate_policy, to_env_action
-from sftlib.goals import shape_reward
+from sftlib.evaluation import evaluate_policy_with_success, to_env_action
+from sftlib.goals import shape_reward, success_rate
 from sftlib.layout import (
     CHECK_COLUMNS,
     CHECKS_CSV,
@@ -51,6 +51,7 @@ from sftlib.layout import (
     EVENT_COLUMNS,
     EVENTS_CSV,
     STATE,
+    SUCCESS_COLUMNS,
     SUMMARY,
     TRAIN_CSV,
 )
@@ -318,18 +319,26 @@ class FineTuner:
         """Executed (composite, deterministic) and learner-alone scores; never used for decisions."""
         seed = eval_seed(self.config.seed)
         n_episodes = self.config.eval_episodes
-        learner = evaluate_policy(lambda o: self.learner.act(o, True), self.info, n_episodes, seed)
+        learner, learner_success = evaluate_policy_with_success(
+            lambda o: self.learner.act(o, True), self.info, n_episodes, seed
+        )
         if self.variant.composite:
-            executed = evaluate_policy(lambda o: self.act(o, True)[0], self.info, n_episodes, seed)
+            executed, executed_success = evaluate_policy_with_success(
+                lambda o: self.act(o, True)[0], self.info, n_episodes, seed
+            )
         else:
-            executed = learner
-        return {
+            executed, executed_success = learner, learner_success
+        row = {
             "step": self.state.step,
             "executed_score": float(self.info.normalize(executed).mean()),
             "learner_score": float(self.info.normalize(learner).mean()),
             "executed_return": float(executed.mean()),
             "learner_return": float(learner.mean()),
         }
+        if self.info.success_key is not None:
+            row["executed_success"] = success_rate(executed_success)
+            row["learner_success"] = success_rate(learner_success)
+        return row
 
     # --- the loop -------------------------------------------------------------------------------
     def run(
@@ -424,7 +433,8 @@ class FineTuner:
 
     def _finish(self) -> FinetuneResult:
         state, config = self.state, self.config
-        write_csv(self.out / EVAL_CSV, state.evals, EVAL_COLUMNS)
+        success = SUCCESS_COLUMNS if self.info.success_key is not None else []
+        write_csv(self.out / EVAL_CSV, state.evals, EVAL_COLUMNS + success)
         write_csv(self.out / EVENTS_CSV, state.events, EVENT_COLUMNS)
         write_csv(self.out / CHECKS_CSV, state.checks, CHECK_COLUMNS)
         write_csv(self.out / TRAIN_CSV, state.train)
@@ -433,6 +443,11 @@ class FineTuner:
         summary = {
             **stability_metrics(curve["step"].to_numpy(), curve["executed_score"].to_numpy()),
             "learner_score_final": float(curve["learner_score"].iloc[-1]),
+            **(
+                {"success_final": float(curve["executed_success"].iloc[-1])}
+                if self.info.success_key is not None
+                else {}
+            ),
             "switch_step": switches[0] if switches else None,
             "n_switches": len(switches),
             "n_resets": sum(e["event"] == "reset" for e in state.events),

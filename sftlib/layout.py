@@ -60,6 +60,9 @@ PRETRAIN_EVAL_COLUMNS = ["step", "score", "return"]
 EVAL_COLUMNS = ["step", "executed_score", "learner_score", "executed_return", "learner_return"]
 """Fine-tuning ``eval.csv``: online step (0 = offline policy), scores of the executed
 (composite) policy and of the learner alone, and their mean undiscounted returns."""
+SUCCESS_COLUMNS = ["executed_success", "learner_success"]
+"""Further fine-tuning ``eval.csv`` columns of tasks that define success: success rates in
+percent of the executed policy and of the learner."""
 EVENT_COLUMNS = ["step", "event", "detail"]
 EVENT_TYPES = ("switch", "reset", "anchor_update", "mc_veto")
 CHECK_COLUMNS = ["step", "drift", "calm", "j_anchor", "j_learner", "verdict"]

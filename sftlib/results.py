@@ -29,6 +29,7 @@ from sftlib.layout import (
     FIGURES_DIRNAME,
     PRETRAIN_DIRNAME,
     SEED_DIR,
+    SUCCESS_COLUMNS,
     SUMMARY,
     SUMMARY_KEYS,
     base_variant,
@@ -185,12 +186,12 @@ def load_study(study_dir: str | Path) -> pd.DataFrame:
         if not eval_path.exists():
             raise FileNotFoundError(f"Complete run {run_dir} has no eval.csv")
         curve = pd.read_csv(eval_path)
-        curve = curve[[c for c in EVAL_COLUMNS if c in curve.columns]]
+        curve = curve[[c for c in EVAL_COLUMNS + SUCCESS_COLUMNS if c in curve.columns]]
         frames.append(
             curve.assign(study=path.name, dataset=dataset, algo=algo, variant=variant, seed=seed)
         )
     df = pd.concat(frames, ignore_index=True)
-    df = df[RUN_KEYS + [c for c in EVAL_COLUMNS if c in df.columns]]
+    df = df[RUN_KEYS + [c for c in EVAL_COLUMNS + SUCCESS_COLUMNS if c in df.columns]]
     return _tag(df.sort_values(RUN_KEYS + ["step"], kind="stable").reset_index(drop=True), path)
 
 

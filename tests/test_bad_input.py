@@ -59,7 +59,7 @@ def no_compute(monkeypatch):
         raise AssertionError("compute started before the bad input was reported")
 
     monkeypatch.setattr("sftlib.pretrain.evaluate_seeds", forbidden)
-    monkeypatch.setattr("sftlib.finetune.evaluate_policy", forbidden)
+    monkeypatch.setattr("sftlib.finetune.evaluate_policy_with_success", forbidden)
 
 
 @pytest.fixture

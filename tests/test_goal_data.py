@@ -517,3 +517,51 @@ def test_unsupported_dataset_stops_pretraining_before_compute(minari_store, tmp_
     with pytest.raises(DatasetError, match="'local/bad/image-v0': .*image"):
         pretrain(PretrainConfig(dataset_id="local/bad/image-v0", offline_steps=5), tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_goal_task_pretrains_and_finetunes_with_shaped_rewards_and_success(pointmaze, tmp_path):
+    """End to end on the PointMaze fixture: r - 1 offline and online, success reported."""
+    from sftlib.config import PretrainConfig, finetune_config
+    from sftlib.finetune import FineTuner
+    from sftlib.pretrain import pretrain
+
+    pre = tmp_path / "pretrain"
+    result = pretrain(
+        PretrainConfig(
+            dataset_id=POINTMAZE_ID,
+            algo="iql",
+            offline_steps=50,
+            eval_every=50,
+            eval_episodes=1,
+            hidden=(16, 16),
+            batch_size=32,
+            reward_convention="minus_one",
+        ),
+        pre,
+        progress=False,
+    )
+    assert "success_rate" in result.curve.columns
+    tuner = FineTuner(
+        finetune_config(
+            dict(
+                pretrain_dir=str(pre),
+                variant="sft",
+                online_steps=120,
+                eval_every=120,
+                eval_episodes=1,
+                check_every=50,
+                patience=1,
+                reset_every=100,
+                reset_start=100,
+                probe_size=16,
+                mc_episodes=2,
+            )
+        ),
+        tmp_path / "sft",
+    )
+    run = tuner.run(progress=False)
+    assert tuner.reward_convention == "minus_one"
+    online = tuner.online.rewards[: len(tuner.online)]
+    assert np.all(online <= 0.0) and np.all(online >= -1.0)  # sparse 0/1 shaped to -1/0
+    assert {"executed_success", "learner_success"} <= set(run.curve.columns)
+    assert 0.0 <= run.summary["success_final"] <= 100.0
