@@ -481,6 +481,8 @@ class PaperFigures:
     performance_profiles: pd.DataFrame
     probability_of_improvement: pd.DataFrame | None
     stability_table: pd.DataFrame
+    promise_table: pd.DataFrame | None
+    """Per task: does ``x`` keep the stability promise against ``direct`` (when both ran)."""
     conclusion: str
 
 
@@ -548,6 +550,11 @@ def write_paper_figures(
     conclusion = report.describe_aggregates(aggregates, synthetic=synthetic)
     if improvement is not None:
         conclusion += "\n\n" + report.describe_probability(improvement, synthetic=synthetic)
+    promise = None
+    if x in present and "direct" in present:
+        promise = stats.promise_table(summaries, x, "direct")
+        files[report.PROMISE_TABLE] = [report.write_promise_table(promise, out)]
+        conclusion += "\n\n" + report.describe_promise(promise, x, "direct")
     return PaperFigures(
         study_dir=study_dir,
         out_dir=out,
@@ -559,5 +566,6 @@ def write_paper_figures(
         performance_profiles=profiles,
         probability_of_improvement=improvement,
         stability_table=table,
+        promise_table=promise,
         conclusion=conclusion,
     )

@@ -267,3 +267,31 @@ def describe_reset_drops(drops: pd.DataFrame, synthetic: bool | None = None) -> 
             "of the learner's mean drop"
         )
     return prefix + "\n".join(lines)
+
+
+PROMISE_TABLE = "promise_table"
+
+
+def write_promise_table(table: pd.DataFrame, out_dir: str | Path) -> Path:
+    """The per-task promise table (:func:`sftlib.stats.promise_table`) as CSV."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{PROMISE_TABLE}.csv"
+    table.to_csv(path, index=False, float_format="%.2f")
+    return path
+
+
+def describe_promise(table: pd.DataFrame, x: str = "sft", baseline: str = "direct") -> str:
+    """One line per task: the dips, whether the dip target is met, and the learner's end."""
+    lines = [f"{x} against {baseline} (mean over seeds, normalised points):"]
+    for row in table.to_dict("records"):
+        verdict = "met" if row["dip_met"] else "MISSED"
+        lines.append(
+            f"  {task_label(row['dataset'], row['algo'])}: dip {row[f'dip_{baseline}']:.1f} -> "
+            f"{row[f'dip_{x}']:.1f} ({row['dip_rule']}: {verdict}); final "
+            f"{row[f'final_{baseline}']:.1f} vs {row[f'final_{x}']:.1f}; learner ends at "
+            f"{row[f'learner_final_{x}']:.1f} (offline {row['score_offline']:.1f})"
+        )
+    if table.attrs.get("synthetic"):
+        lines.insert(0, SYNTHETIC_TITLE)
+    return "\n".join(lines)

@@ -469,3 +469,56 @@ def stability_table(summaries: pd.DataFrame) -> pd.DataFrame:
     )
     table.attrs["synthetic"] = is_synthetic_table(summaries)
     return table
+
+
+# ---------------------------------------------------------------- the promise of SFT
+
+DIP_SHARE = 1.0 / 3.0
+"""Where the baseline dips by :data:`DIP_MATTERS` points or more, SFT's mean dip must be at
+most this share of it."""
+DIP_MATTERS = 10.0
+"""A baseline dip (normalised points) that SFT must cut."""
+DIP_ALLOWANCE = 5.0
+"""Where the baseline barely dips, the most SFT may dip more than it (normalised points)."""
+
+
+def promise_table(
+    summaries: pd.DataFrame, x: str = "sft", baseline: str = "direct"
+) -> pd.DataFrame:
+    """Per task, whether ``x`` keeps the stability promise against ``baseline``.
+
+    One row per ``(dataset, algo)`` both ran: mean dips (normalised points), the dip target
+    (``x``'s mean dip <= :data:`DIP_SHARE` of the baseline's where the baseline dips by
+    :data:`DIP_MATTERS` or more, else at most :data:`DIP_ALLOWANCE` more than the baseline),
+    the mean final scores of the executed policy and of ``x``'s learner, the offline score,
+    and whether ``x``'s learner ends above the offline score (mean over seeds).
+    """
+    rows = []
+    for dataset, algo in tasks_of(summaries, [x, baseline]):
+        task = summaries[(summaries["dataset"] == dataset) & (summaries["algo"] == algo)]
+        ours, theirs = task[task["variant"] == x], task[task["variant"] == baseline]
+        dip_ours, dip_theirs = ours["dip"].mean(), theirs["dip"].mean()
+        if dip_theirs >= DIP_MATTERS:
+            rule, met = f"<= {DIP_SHARE:.2f} x baseline", dip_ours <= DIP_SHARE * dip_theirs
+        else:
+            rule, met = f"<= baseline + {DIP_ALLOWANCE:g}", dip_ours <= dip_theirs + DIP_ALLOWANCE
+        learner_final = pd.to_numeric(ours.get("learner_score_final"), errors="coerce").mean()
+        rows.append(
+            {
+                "dataset": dataset,
+                "algo": algo,
+                "n_seeds": len(ours),
+                "score_offline": ours["score_offline"].mean(),
+                f"dip_{baseline}": dip_theirs,
+                f"dip_{x}": dip_ours,
+                "dip_rule": rule,
+                "dip_met": bool(met),
+                f"final_{baseline}": theirs["score_final"].mean(),
+                f"final_{x}": ours["score_final"].mean(),
+                f"learner_final_{x}": learner_final,
+                "learner_above_offline": bool(learner_final > ours["score_offline"].mean()),
+            }
+        )
+    table = pd.DataFrame(rows)
+    table.attrs["synthetic"] = is_synthetic_table(summaries)
+    return table

@@ -139,7 +139,9 @@ PRODUCTS = {
     "learning_curves",
     "learning_curves_learner",
     "stability_table",
+    "promise_table",
 }
+TABLES = {"stability_table", "promise_table"}
 
 
 def test_write_paper_figures_writes_every_file(tmp_path: Path) -> None:
@@ -149,7 +151,7 @@ def test_write_paper_figures_writes_every_file(tmp_path: Path) -> None:
     assert paper.out_dir == study_dir / "figures"
     for name, paths in paper.files.items():
         assert all(path.parent == study_dir / "figures" for path in paths)
-        if name != "stability_table":
+        if name not in TABLES:
             _assert_written(paths)
     assert [path.suffix for path in paper.files["stability_table"]] == [".csv", ".tex"]
     # the figures folder is not mistaken for a dataset when the study is loaded again
@@ -160,7 +162,7 @@ def test_write_paper_figures_returns_what_it_wrote(tmp_path: Path) -> None:
     study_dir = write_hand_study(tmp_path / "hand")
     paper = figures.write_paper_figures(study_dir, tmp_path / "out", reps=REPS)
     summaries = results.load_summaries(study_dir)
-    assert set(paper.figures) == PRODUCTS - {"stability_table"}
+    assert set(paper.figures) == PRODUCTS - TABLES
     assert not plt.get_fignums()  # closed in pyplot; still drawable where displayed
     assert paper.figures["aggregates"].axes and not paper.synthetic
     pd.testing.assert_frame_equal(paper.aggregates, stats.aggregate(summaries, reps=REPS))
@@ -172,10 +174,14 @@ def test_write_paper_figures_returns_what_it_wrote(tmp_path: Path) -> None:
         check_dtype=False,
     )
     assert paper.runs_per_task.to_numpy().tolist() == [[3, 3], [3, 3]]
+    expected_promise = stats.promise_table(summaries, "sft", "direct")
+    pd.testing.assert_frame_equal(paper.promise_table, expected_promise)
     assert paper.conclusion == (
         report.describe_aggregates(paper.aggregates)
         + "\n\n"
         + report.describe_probability(paper.probability_of_improvement)
+        + "\n\n"
+        + report.describe_promise(expected_promise)
     )
     assert "sft has the highest IQM of score_final" in paper.conclusion
 

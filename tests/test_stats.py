@@ -295,3 +295,31 @@ def test_stability_table_matches_summary_files(
                 continue
             assert table.loc[key, f"{metric}_mean"] == pytest.approx(statistics.mean(values))
             assert table.loc[key, f"{metric}_std"] == pytest.approx(statistics.stdev(values))
+
+
+def test_promise_table_applies_both_dip_rules_by_hand():
+    from sftlib.stats import promise_table
+
+    rows = []
+    # task A: direct dips 30 -> sft must dip <= 10 (it dips 9: met)
+    # task B: direct dips 4 -> sft may dip at most 9 (it dips 12: missed)
+    for dataset, dips in (("a", {"direct": 30.0, "sft": 9.0}), ("b", {"direct": 4.0, "sft": 12.0})):
+        for seed in (0, 1):
+            for variant, dip in dips.items():
+                rows.append(
+                    dict(
+                        dataset=dataset,
+                        algo="iql",
+                        variant=variant,
+                        seed=seed,
+                        dip=dip,
+                        score_offline=40.0,
+                        score_final=50.0 if variant == "sft" else 45.0,
+                        learner_score_final=41.0 if dataset == "a" else 39.0,
+                    )
+                )
+    table = promise_table(pd.DataFrame(rows)).set_index("dataset")
+    assert table.loc["a", "dip_met"] and not table.loc["b", "dip_met"]
+    assert table.loc["a", "dip_rule"].startswith("<= 0.33") and "+ 5" in table.loc["b", "dip_rule"]
+    assert table.loc["a", "learner_above_offline"] and not table.loc["b", "learner_above_offline"]
+    assert table.loc["a", "final_sft"] == 50.0 and table.loc["a", "final_direct"] == 45.0
