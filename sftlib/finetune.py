@@ -398,6 +398,7 @@ class FineTuner:
                 variant.reset
                 and step >= sft_config.reset_start
                 and step % sft_config.reset_every == 0
+                and step < config.online_steps  # a reset at the end would leave it untrained
             ):
                 self.reset(episode_start)
             if step % config.eval_every == 0 or step == config.online_steps:
