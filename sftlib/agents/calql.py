@@ -30,16 +30,17 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from sftlib.agents.base import Agent, AgentConfig, adam
+from sftlib.agents.base import adam
+from sftlib.agents.sac import SAC, SACConfig
 from sftlib.buffer import Batch
-from sftlib.networks import EnsembleQ, GaussianActor, soft_update
+from sftlib.networks import soft_update
 
 
 @dataclass
-class CalQLConfig(AgentConfig):
-    """Cal-QL hyper-parameters (``lr`` is the critic's learning rate)."""
+class CalQLConfig(SACConfig):
+    """Cal-QL hyper-parameters (``lr`` is the critic's learning rate; ``init_alpha`` the
+    initial entropy temperature)."""
 
     cql_alpha: float = 5.0
     """Weight of the conservative penalty (CQL's alpha)."""
@@ -51,8 +52,6 @@ class CalQLConfig(AgentConfig):
     """Temperature of the log-sum-exp over sampled actions."""
     actor_lr: float = 1e-4
     """Learning rate of the actor and of the entropy temperature."""
-    init_alpha: float = 1.0
-    """Initial entropy temperature."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,27 +64,14 @@ class CalQLConfig(AgentConfig):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
-class CalQL(Agent):
+class CalQL(SAC):
+    """SAC's actor, critic ensemble and temperature (built by :class:`SAC`), with CQL's
+    calibrated conservative penalty in the critic's loss and one step for everything."""
+
     name = "calql"
     config_cls = CalQLConfig
     config: CalQLConfig
     needs_returns_to_go = True
-
-    def _build(self) -> None:
-        c = self.config
-        self.actor = GaussianActor(
-            self.obs_dim,
-            self.act_dim,
-            c.hidden,
-            squash=True,
-            state_dependent_std=True,
-            seeds=self.seeds,
-        )
-        self.critic = EnsembleQ(self.obs_dim, self.act_dim, c.hidden, c.n_critics, self.seeds)
-        self.log_alpha = nn.Parameter(
-            torch.full((self.seeds,), math.log(c.init_alpha), device=self.device)
-        )
-        self.target_entropy = -float(self.act_dim)
 
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
@@ -95,11 +81,6 @@ class CalQL(Agent):
             {"params": [self.log_alpha], "lr": c.actor_lr},
         ]
         return {"all": adam(groups, c.lr)}
-
-    def _policy(self, nobs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        if deterministic:
-            return self.actor.deterministic(nobs)
-        return self.actor.sample(nobs, self.noise((nobs.shape[1], self.act_dim)))[0]
 
     def update(self, batch: Batch, online: bool = False) -> dict[str, torch.Tensor]:
         config = self.config
@@ -212,10 +193,3 @@ class CalQL(Agent):
             "train/q": q_data.detach().mean((1, 2)),
         }
         return (critic_loss + actor_loss + alpha_loss).sum(), metrics
-
-    def _extra_state(self) -> dict:
-        return {"log_alpha": self.log_alpha.detach().clone()}
-
-    def _load_extra_state(self, state: dict) -> None:
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
