@@ -111,6 +111,7 @@ def restore_finetune_checkpoint(tuner: FineTuner, checkpoint: dict[str, Any]) ->
     tuner.learner.load_state_dict(checkpoint["learner"])
     if checkpoint["anchor"] is not None:
         tuner.anchor = agent_from_state(checkpoint["anchor"], tuner.device).snapshot()
+        tuner.refresh_support()
     for name, fqe in tuner.fqe.items():
         fqe.load_state_dict(checkpoint["fqe"][name])
     tuner.monitor.load_state_dict(checkpoint["monitor"])

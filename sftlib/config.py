@@ -156,6 +156,12 @@ class SFTConfig:
     lcb_k: float = 1.0
     """Width of the lower confidence bound of ``lcb`` selection, in ensemble standard
     deviations (with 2 members, 1 means both must prefer the learner's action)."""
+    support_k: float = 0.0
+    """Support check while the anchor's critic selects (0: none): the learner's candidate may
+    run only if it lies within ``support_k`` of the anchor's action, distance measured per
+    action dimension in units of the spread of the dataset's actions around the anchor's
+    policy (root mean square over dimensions). The anchor's critic was fit on the data
+    alone: outside the anchor's support its values are extrapolation."""
     beta: float = 1.0
     """Inverse temperature of softmax selection."""
     incumbent_margin: float = 0.0
@@ -169,8 +175,12 @@ class SFTConfig:
     """Consecutive calm checks needed (with the evaluation verdict) to switch."""
     mc_veto: bool = False
     """Monte-Carlo veto: a switch or an anchor update that the comprehensive evaluation favours
-    is refused when the executed episodes say otherwise: the learner has no Monte-Carlo
-    estimate (it executed nothing recently) or ``J_mc(L) < J_mc(A) - margin |J_mc(A)|``."""
+    is refused when the executed episodes say otherwise: the learner executed less than
+    ``mc_min_share`` of the recent training steps (too little evidence for it) or
+    ``J_mc(L) < J_mc(A) - margin |J_mc(A)|``."""
+    mc_min_share: float = 0.5
+    """Share of the recent training steps the learner must have executed for its Monte-Carlo
+    estimate to count as evidence (``mc_veto``)."""
     margin: float = 0.05
     """Tolerance of the comprehensive evaluation, relative to ``|J(A)|``: the switch needs
     ``J(L) >= J(A) - margin |J(A)|``; a reset makes the learner the anchor only if
@@ -215,7 +225,11 @@ class SFTConfig:
             "fqe_lr",
             "reset_every",
         )
-        _non_negative(self, "margin", "kappa", "reset_start", "incumbent_margin", "lcb_k")
+        _non_negative(
+            self, "margin", "kappa", "reset_start", "incumbent_margin", "lcb_k", "support_k"
+        )
+        if not 0.0 <= self.mc_min_share <= 1.0:
+            raise ValueError(f"mc_min_share must be in [0, 1], got {self.mc_min_share}")
         if not 0.0 <= self.shrink_alpha < 1.0:
             raise ValueError(f"shrink_alpha must be in [0, 1), got {self.shrink_alpha}")
 

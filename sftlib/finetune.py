@@ -61,7 +61,9 @@ from sftlib.sft import (
     ComprehensiveEvaluator,
     Estimates,
     StabilityMonitor,
+    action_spread,
     improves,
+    in_support,
     mc_vetoes,
     passes,
     select_action,
@@ -187,6 +189,7 @@ class FineTuner:
                 for name in ("anchor", "learner")
             }
         self.probe: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.refresh_support()
         self.env = make_env(self.info)
         self.state = RunState(next_checkpoint=config.checkpoint_every)
 
@@ -211,6 +214,12 @@ class FineTuner:
                 self.learner.policy_action(obs_tensor[None], deterministic),
             ]
         )
+        allowed = None
+        if self.support_spread is not None and self.selector is self.anchor:
+            inside = in_support(
+                candidates[1], candidates[0], self.support_spread, self.sft_config.support_k
+            )
+            allowed = torch.tensor([True, inside])
         action, index, _ = select_action(
             obs_tensor,
             candidates,
@@ -219,8 +228,15 @@ class FineTuner:
             self.sft_config.beta,
             self.sft_config.incumbent_margin,
             self.sft_config.lcb_k,
+            allowed,
         )
         return action.cpu().numpy(), ("anchor", "learner")[index]
+
+    def refresh_support(self) -> None:
+        """The anchor's support width (:func:`action_spread`) when ``support_k`` is on."""
+        self.support_spread = None
+        if self.variant.composite and self.sft_config.support_k > 0:
+            self.support_spread = action_spread(self.anchor, self.offline)
 
     def sample_batch(self) -> Batch:
         """A training batch of offline and online transitions, by the rule ``online_data``
@@ -287,7 +303,13 @@ class FineTuner:
         if not self.sft_config.mc_veto:
             return False
         mc = estimates.mc
-        return mc_vetoes(mc.get("learner"), mc.get("anchor"), self.sft_config.margin)
+        return mc_vetoes(
+            mc.get("learner"),
+            mc.get("anchor"),
+            self.sft_config.margin,
+            estimates.exec_share.get("learner", 0.0),
+            self.sft_config.mc_min_share,
+        )
 
     def reset(self, current_start: np.ndarray) -> None:
         """Anchor <- the better of anchor and learner snapshot; reset the learner; restart
@@ -303,6 +325,7 @@ class FineTuner:
             self.state.add_event("mc_veto", f"J(L)={values['learner']:.2f} favoured")
         elif better:
             self.anchor = self.learner.snapshot()
+            self.refresh_support()
             if self.fqe:
                 self.fqe["anchor"] = self.fqe["learner"].copy()
             self.state.add_event(

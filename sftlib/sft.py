@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from sftlib.agents import Agent
 from sftlib.agents.base import adam
-from sftlib.buffer import Batch, Normalizer
+from sftlib.buffer import Batch, Normalizer, ReplayBuffer
 from sftlib.networks import EnsembleQ, soft_update
 
 POLICIES = ("anchor", "learner")
@@ -35,6 +35,7 @@ def select_action(
     beta: float = 1.0,
     incumbent_margin: float = 0.0,
     lcb_k: float = 1.0,
+    allowed: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int, torch.Tensor]:
     """Score ``candidates`` (``[K, act_dim]``, candidate 0 the anchor's) at one raw
     observation ``obs`` (``[obs_dim]``) with the selector critic and pick one.
@@ -45,20 +46,26 @@ def select_action(
     candidate is positive: ``mean_i(d_i) - lcb_k * std_i(d_i) > 0`` with ``d_i = Q_i(s, a) -
     Q_i(s, a_0)`` per ensemble member ``i`` (a paired comparison: the same member scores
     both), then the one with the largest bound. ``incumbent_margin`` (``argmax``/``softmax``)
-    raises the anchor's score by ``incumbent_margin * |Q_0|`` first. Returns ``(action
-    [act_dim], index, scores [K])`` with the critic's unmodified scores (ensemble minimum).
+    raises the anchor's score by ``incumbent_margin * |Q_0|`` first. ``allowed`` (``[K]``
+    bools; the anchor's candidate always is) excludes candidates, e.g. outside the anchor's
+    support (:func:`in_support`). Returns ``(action [act_dim], index, scores [K])`` with the
+    critic's unmodified scores (ensemble minimum).
     """
     k = candidates.shape[0]
     members = selector.q_values(obs.expand(k, -1), candidates).cpu()  # [n, K]
     scores = members.min(0).values
+    excluded = torch.zeros(k, dtype=torch.bool) if allowed is None else ~allowed.cpu()
+    excluded[0] = False
     if rule == "lcb":
         advantage = members[:, 1:] - members[:, :1]  # [n, K - 1]
         lower = advantage.mean(0) - lcb_k * advantage.std(0, unbiased=False)
+        lower[excluded[1:]] = -torch.inf
         best = int(torch.argmax(lower))
         idx = best + 1 if float(lower[best]) > 0.0 else 0
         return candidates[idx], idx, scores
     biased = scores.clone()
     biased[0] += incumbent_margin * scores[0].abs()
+    biased[excluded] = -torch.inf
     if rule == "argmax":
         idx = int(torch.argmax(biased))
     elif rule == "softmax":
@@ -66,6 +73,28 @@ def select_action(
     else:
         raise ValueError(f"selection must be 'argmax', 'softmax' or 'lcb', got {rule!r}")
     return candidates[idx], idx, scores
+
+
+def action_spread(policy: Agent, offline: ReplayBuffer, n_states: int = 10_000) -> torch.Tensor:
+    """Per action dimension, the standard deviation of the dataset's actions around
+    ``policy``'s deterministic actions: how wide the data are where ``policy`` acts, ``[act_dim]``.
+
+    Computed on ``n_states`` evenly spaced offline transitions (no random draw); floored at
+    1e-3 so that a dimension the data never vary does not divide by zero.
+    """
+    rows = np.linspace(0, len(offline) - 1, min(n_states, len(offline))).astype(np.int64)
+    obs = torch.as_tensor(offline.obs[rows])
+    residual = torch.as_tensor(offline.actions[rows]) - policy.policy_action(obs, True).cpu()
+    return residual.std(0).clamp_min(1e-3)
+
+
+def in_support(
+    action: torch.Tensor, anchor_action: torch.Tensor, spread: torch.Tensor, k: float
+) -> bool:
+    """Whether ``action`` lies within ``k`` of ``anchor_action``: the root mean square over
+    dimensions of ``(action - anchor_action) / spread`` is at most ``k``."""
+    z = (action.cpu() - anchor_action.cpu()) / spread
+    return float(z.pow(2).mean().sqrt()) <= k
 
 
 # --- stability of the learner's critic --------------------------------------------------
@@ -335,13 +364,20 @@ def passes(j_learner: float, j_anchor: float, margin: float) -> bool:
     return j_learner >= j_anchor - margin * abs(j_anchor)
 
 
-def mc_vetoes(mc_learner: float | None, mc_anchor: float | None, margin: float) -> bool:
+def mc_vetoes(
+    mc_learner: float | None,
+    mc_anchor: float | None,
+    margin: float,
+    learner_share: float = 1.0,
+    min_share: float = 0.0,
+) -> bool:
     """The Monte-Carlo veto: executed episodes contradict a learner the critics favour.
 
-    True when the learner has no Monte-Carlo estimate (it executed no step of the recent
-    episodes: no evidence for it) or ``mc_learner < mc_anchor - margin * |mc_anchor|``.
+    True when the learner has too little evidence (no Monte-Carlo estimate, or it executed
+    less than ``min_share`` of the recent steps: ``learner_share``) or ``mc_learner <
+    mc_anchor - margin * |mc_anchor|``.
     """
-    if mc_learner is None:
+    if mc_learner is None or learner_share < min_share:
         return True
     if mc_anchor is None:
         return False

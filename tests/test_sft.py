@@ -127,12 +127,65 @@ def test_mc_veto_keeps_out_a_learner_its_critics_overrate(pretrained_dirs, tmp_p
     assert ("mc_veto" in events) is veto and ("anchor_update" in events) is not veto
 
 
-def test_mc_veto_refuses_a_learner_that_executed_nothing():
+def test_mc_veto_needs_evidence_for_the_learner():
     from sftlib.sft import mc_vetoes
 
     assert mc_vetoes(None, 50.0, 0.05)  # no evidence for the learner
     assert not mc_vetoes(49.0, 50.0, 0.05) and mc_vetoes(47.0, 50.0, 0.05)
     assert not mc_vetoes(10.0, None, 0.05)
+    # A learner that drove too few of the recent steps has no say, however well it did.
+    assert mc_vetoes(60.0, 50.0, 0.05, learner_share=0.2, min_share=0.5)
+    assert not mc_vetoes(60.0, 50.0, 0.05, learner_share=0.6, min_share=0.5)
+
+
+def test_selection_never_picks_an_excluded_candidate():
+    cands = torch.tensor([[0.0], [1.0]])
+    critic = MemberCritic([[10.0, 20.0], [10.0, 21.0]])  # every member prefers the learner
+    excluded = torch.tensor([True, False])
+    for rule in ("argmax", "lcb"):
+        assert select_action(torch.zeros(1), cands, critic, rule)[1] == 1
+        assert select_action(torch.zeros(1), cands, critic, rule, allowed=excluded)[1] == 0
+
+
+def test_action_spread_and_support_by_hand():
+    from sftlib.sft import action_spread, in_support
+
+    class Zero:  # a deterministic policy that always answers 0
+        def policy_action(self, obs, deterministic):
+            return torch.zeros(len(obs), 2)
+
+    actions = np.array([[0.1, -1.0], [-0.1, 1.0]] * 50, np.float32)
+    buffer = ReplayBuffer.from_arrays(
+        obs=np.zeros((100, 1), np.float32),
+        actions=actions,
+        rewards=np.zeros(100, np.float32),
+        next_obs=np.zeros((100, 1), np.float32),
+        terminals=np.zeros(100, np.float32),
+    )
+    spread = action_spread(Zero(), buffer)
+    torch.testing.assert_close(spread, torch.tensor(actions).std(0))  # ~[0.1, 1.0]
+    anchor = torch.zeros(2)
+    assert in_support(torch.tensor([0.1, 1.0]), anchor, spread, k=1.01)  # one spread away
+    assert not in_support(torch.tensor([0.3, 0.0]), anchor, spread, k=1.0)  # 3 on dim 0
+
+
+def test_before_the_switch_the_learner_acts_only_in_the_anchors_support(pretrained_dirs, tmp_path):
+    """The anchor's critic rates a far-off learner action highest; the support check keeps
+    it from running while the anchor's critic selects, and not after the switch."""
+    ft = tuner(pretrained_dirs, tmp_path, variant="sft", support_k=1.0)
+    assert ft.support_spread is not None and ft.support_spread.shape == (1,)
+    far = ft.support_spread * 5.0  # five spreads from the anchor's action
+    ft.anchor.policy_action = lambda obs, deterministic: torch.zeros(len(obs), 1)
+    ft.learner.policy_action = lambda obs, deterministic: far.expand(len(obs), 1)
+    prefers_learner = MemberCritic([[0.0, 100.0], [0.0, 100.0]])
+    ft.anchor.q_values = prefers_learner.q_values
+    ft.learner.q_values = prefers_learner.q_values
+    obs = np.zeros(3, np.float32)
+    assert ft.act(obs, deterministic=True)[1] == "anchor"
+    ft.state.stable = True  # switched: the learner's critic selects, no support check
+    assert ft.act(obs, deterministic=True)[1] == "learner"
+    plain = tuner(pretrained_dirs, tmp_path / "plain", variant="sft")  # support_k 0: none
+    assert plain.support_spread is None
 
 
 def test_before_switch_the_anchor_critic_decides_after_it_the_learner_critic(
