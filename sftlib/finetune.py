@@ -159,7 +159,7 @@ class FineTuner:
         self.learner = agent_from_state(pretrained["agent"], self.device)
         self.online_data = config.online_data_for(self.learner.name)
         if config.reset_optimizer:
-            self.learner.optimizers = self.learner._make_optimizers()
+            self.learner.reset_optimizers()
         updates = config.online_steps * config.utd_ratio
         if compile_update(config.torch_compile, self.learner.compile_wins, updates):
             self.learner.compile_update()

@@ -254,6 +254,13 @@ def _local_kernel_manager() -> type:
         def _ip_default(self) -> str:
             return os.path.join(tempfile.gettempdir(), f"sftlib-kernel-{uuid.uuid4().hex}")
 
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client interrupts every kernel it shuts down; papermill shuts kernels
+            # down when the notebook has finished, so there is nothing to interrupt, and a
+            # kernel still answering a message then logs a spurious "KeyboardInterrupt".
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
     return LocalKernelManager
 
 

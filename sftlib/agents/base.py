@@ -228,6 +228,10 @@ class Agent:
         q = self.critic(self.norm(x), a)
         return q[0] if squeeze else q
 
+    def reset_optimizers(self) -> None:
+        """Fresh optimisers: Adam's moments and step counts cleared."""
+        self.optimizers = self._make_optimizers()
+
     def sync_targets(self) -> None:
         for k, t in self.targets.items():
             t.load_state_dict(self.modules()[k].state_dict())
@@ -276,7 +280,7 @@ class Agent:
                     for p, q in zip(dst.parameters(), src.parameters(), strict=True):
                         p.mul_(alpha).add_((1.0 - alpha) * q.to(p.device))
         self.sync_targets()
-        self.optimizers = self._make_optimizers()
+        self.reset_optimizers()
 
     @staticmethod
     def _last_layers(module: nn.Module, source: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
