@@ -181,6 +181,10 @@ class SFTConfig:
     mc_min_share: float = 0.5
     """Share of the recent training steps the learner must have executed for its Monte-Carlo
     estimate to count as evidence (``mc_veto``)."""
+    probe_every: int = 0
+    """Probes (0: none): before the switch, every ``probe_every``-th training episode the
+    learner acts alone, so that its Monte-Carlo return is measured while the anchor keeps the
+    executed policy. Evaluation never probes."""
     margin: float = 0.05
     """Tolerance of the comprehensive evaluation, relative to ``|J(A)|``: the switch needs
     ``J(L) >= J(A) - margin |J(A)|``; a reset makes the learner the anchor only if
@@ -228,6 +232,7 @@ class SFTConfig:
         _non_negative(
             self, "margin", "kappa", "reset_start", "incumbent_margin", "lcb_k", "support_k"
         )
+        _non_negative(self, "probe_every")
         if not 0.0 <= self.mc_min_share <= 1.0:
             raise ValueError(f"mc_min_share must be in [0, 1], got {self.mc_min_share}")
         if not 0.0 <= self.shrink_alpha < 1.0:

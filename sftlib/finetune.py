@@ -117,6 +117,8 @@ class RunState:
     hot loop never converts (and their counts)."""
     counts: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
+    episodes: int = 0
+    """Training episodes finished."""
 
     def log(self, metrics: dict[str, torch.Tensor]) -> None:
         for key, value in metrics.items():
@@ -202,10 +204,25 @@ class FineTuner:
             return self.anchor
         return self.learner
 
+    @property
+    def probing(self) -> bool:
+        """Whether the running training episode is a probe (``probe_every``): before the
+        switch, every ``probe_every``-th episode the learner acts alone."""
+        every = self.sft_config.probe_every
+        return (
+            every > 0
+            and self.variant.composite
+            and self.variant.switch
+            and not self.state.stable
+            and self.state.episodes % every == every - 1
+        )
+
     def act(self, obs: np.ndarray, deterministic: bool) -> tuple[np.ndarray, str]:
-        """The executed action at ``obs`` and the name of the policy that proposed it."""
+        """The executed action at ``obs`` and the name of the policy that proposed it
+        (training actions of a probe episode are the learner's alone; evaluation never
+        probes)."""
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32)
-        if not self.variant.composite:
+        if not self.variant.composite or (not deterministic and self.probing):
             action = self.learner.policy_action(obs_tensor[None], deterministic)[0]
             return action.cpu().numpy(), "learner"
         candidates = torch.cat(
@@ -334,6 +351,9 @@ class FineTuner:
         self.learner.reset_networks(
             self.sft_config.reset_scope, self.sft_config.shrink_alpha, self.offline_state
         )
+        # The recent episodes describe the learner before its reset (and maybe the old
+        # anchor): Monte-Carlo estimates start afresh with the new pair.
+        self.evaluator.episodes.clear()
         self.monitor.restart()
         self.state.stable = False
         self.state.add_event("reset", self.sft_config.reset_scope)
@@ -440,6 +460,7 @@ class FineTuner:
                 bar.set_postfix(score=f"{state.evals[-1]['executed_score']:.1f}")
 
             if terminated or truncated:
+                state.episodes += 1
                 self.online.end_episode(np.asarray(episode_rows), self.learner.config.discount)
                 if variant.composite:
                     self.evaluator.add_episode(episode_start, episode_rewards, episode_actors)

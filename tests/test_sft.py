@@ -460,3 +460,28 @@ def test_incumbent_margin_keeps_the_anchor_unless_the_learner_is_clearly_better(
     action, idx, scores = select_action(torch.zeros(1), cands, critic, incumbent_margin=0.05)
     assert idx == 0 and torch.equal(action, cands[0])
     assert torch.equal(scores, torch.tensor([100.0, 103.0]))  # reported scores are the critic's
+
+
+def test_probe_episodes_let_the_learner_act_alone_in_training_only(pretrained_dirs, tmp_path):
+    ft = tuner(pretrained_dirs, tmp_path, variant="sft", probe_every=3)
+    prefers_anchor = MemberCritic([[100.0, 0.0], [100.0, 0.0]])
+    ft.anchor.q_values = prefers_anchor.q_values
+    obs = np.zeros(3, np.float32)
+    probes = []
+    for episode in range(6):
+        ft.state.episodes = episode
+        probes.append(ft.probing)
+        assert ft.act(obs, deterministic=False)[1] == ("learner" if ft.probing else "anchor")
+        assert ft.act(obs, deterministic=True)[1] == "anchor"  # evaluation never probes
+    assert probes == [False, False, True, False, False, True]
+    ft.state.stable = True  # after the switch: no probes
+    ft.state.episodes = 2
+    assert not ft.probing
+    assert not tuner(pretrained_dirs, tmp_path / "none", variant="sft").probing  # probe_every 0
+
+
+def test_a_reset_starts_the_monte_carlo_evidence_afresh(pretrained_dirs, tmp_path):
+    ft = tuner(pretrained_dirs, tmp_path, variant="sft")
+    ft.evaluator.add_episode(np.zeros(3), [1.0], ["learner"])
+    ft.reset(np.zeros(3, np.float32))
+    assert len(ft.evaluator.episodes) == 0
