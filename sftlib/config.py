@@ -146,7 +146,7 @@ class SFTConfig:
 
     variant: str = "sft"
     """One of :data:`VARIANTS`."""
-    selection: str = "argmax"
+    selection: str = "lcb"
     """How the selector critic picks among candidates: ``argmax`` (the spec's literal rule:
     the higher value, minimum over the ensemble), ``softmax`` (sampled, ``beta``), or ``lcb``:
     the learner's candidate runs only if the lower confidence bound of its advantage over the
@@ -156,7 +156,7 @@ class SFTConfig:
     lcb_k: float = 1.0
     """Width of the lower confidence bound of ``lcb`` selection, in ensemble standard
     deviations (with 2 members, 1 means both must prefer the learner's action)."""
-    support_k: float = 0.0
+    support_k: float = 0.5
     """Support check while the anchor's critic selects (0: none): the learner's candidate may
     run only if it lies within ``support_k`` of the anchor's action, distance measured per
     action dimension in units of the spread of the dataset's actions around the anchor's
@@ -173,15 +173,15 @@ class SFTConfig:
     """Relative drift of the learner's critic on the probe set under which it is calm."""
     patience: int = 3
     """Consecutive calm checks needed (with the evaluation verdict) to switch."""
-    mc_veto: bool = False
+    mc_veto: bool = True
     """Monte-Carlo veto: a switch or an anchor update that the comprehensive evaluation favours
     is refused when the executed episodes say otherwise: the learner executed less than
     ``mc_min_share`` of the recent training steps (too little evidence for it) or
     ``J_mc(L) < J_mc(A) - margin |J_mc(A)|``."""
-    mc_min_share: float = 0.5
+    mc_min_share: float = 0.2
     """Share of the recent training steps the learner must have executed for its Monte-Carlo
     estimate to count as evidence (``mc_veto``)."""
-    probe_every: int = 0
+    probe_every: int = 3
     """Probes (0: none): before the switch, every ``probe_every``-th training episode the
     learner acts alone, so that its Monte-Carlo return is measured while the anchor keeps the
     executed policy. Evaluation never probes."""
@@ -208,7 +208,7 @@ class SFTConfig:
     """No reset before this step."""
     reset_scope: str = "last"
     """What a reset re-initialises: ``last`` layers, ``full`` networks, or ``offline`` weights."""
-    shrink_alpha: float = 0.0
+    shrink_alpha: float = 0.8
     """Shrink-and-perturb: ``theta <- alpha * theta + (1 - alpha) * theta_reset``; 0 = hard reset."""
 
     def __post_init__(self) -> None:

@@ -66,3 +66,53 @@ def test_scope_names_are_fixed_at_the_first_collect():
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="kind must be"):
         config_fields("sweep")
+
+
+# Fields a notebook may shrink so that it runs in seconds under nbval; every other value in
+# its parameters cell must be the dataclass default (a frozen default has one home).
+BUDGET_FIELDS = {
+    "offline_steps",
+    "online_steps",
+    "eval_every",
+    "eval_episodes",
+    "check_every",
+    "reset_every",
+    "reset_start",
+}
+
+
+def dataclass_defaults(kind: str) -> dict:
+    from dataclasses import MISSING, fields
+
+    from sftlib.config import FinetuneConfig, PretrainConfig, SFTConfig
+
+    classes = [PretrainConfig] if kind == "pretrain" else [FinetuneConfig, SFTConfig]
+    out = {}
+    for cls in classes:
+        for f in fields(cls):
+            if f.default is not MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not MISSING:
+                out[f.name] = f.default_factory()
+    return out
+
+
+@pytest.mark.parametrize(("notebook", "kind"), sorted(PHASE_NOTEBOOKS.items()))
+def test_parameters_cell_keeps_the_defaults_but_for_the_budget(notebook, kind):
+    nb = nbformat.read(NOTEBOOKS / notebook, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    defaults = dataclass_defaults(kind)
+    differing = []
+    for node in ast.parse(cell.source).body:
+        if not isinstance(node, ast.Assign) or node.targets[0].id not in defaults:
+            continue
+        name, value = node.targets[0].id, ast.literal_eval(node.value)
+        default = defaults[name]
+        if isinstance(default, tuple):
+            default = list(default)
+        if value != default:
+            differing.append(name)
+    assert set(differing) <= BUDGET_FIELDS, (
+        f"{notebook} changes defaults beyond the smoke budget: "
+        f"{sorted(set(differing) - BUDGET_FIELDS)}"
+    )

@@ -184,7 +184,7 @@ def test_before_the_switch_the_learner_acts_only_in_the_anchors_support(pretrain
     assert ft.act(obs, deterministic=True)[1] == "anchor"
     ft.state.stable = True  # switched: the learner's critic selects, no support check
     assert ft.act(obs, deterministic=True)[1] == "learner"
-    plain = tuner(pretrained_dirs, tmp_path / "plain", variant="sft")  # support_k 0: none
+    plain = tuner(pretrained_dirs, tmp_path / "plain", variant="sft", support_k=0.0)
     assert plain.support_spread is None
 
 
@@ -245,7 +245,8 @@ def test_stability_monitor_counts_consecutive_calm_checks_and_restarts():
 def test_switch_needs_calm_critic_and_a_passing_evaluation(
     pretrained_dirs, tmp_path, j_learner, expect
 ):
-    ft = tuner(pretrained_dirs, tmp_path, variant="sft", margin=0.05, patience=1)
+    # The Monte-Carlo veto has its own test; here the critics' verdict alone decides.
+    ft = tuner(pretrained_dirs, tmp_path, variant="sft", margin=0.05, patience=1, mc_veto=False)
     ft.evaluate_policies = lambda start: ({"anchor": -100.0, "learner": j_learner}, None)
     ft.probe_values = lambda: torch.tensor([50.0, 50.0])  # a critic that does not move
     start = np.zeros(3, np.float32)
@@ -276,7 +277,7 @@ def _params(module):
 def test_reset_reinitialises_the_scope_and_keeps_the_better_anchor(
     pretrained_dirs, tmp_path, learner_better
 ):
-    ft = tuner(pretrained_dirs, tmp_path, variant="sft", reset_scope="last")
+    ft = tuner(pretrained_dirs, tmp_path, variant="sft", reset_scope="last", mc_veto=False)
     # Train the learner a little so that it differs from the anchor and has optimiser state.
     for _ in range(5):
         ft.learner.update(ft.offline.sample(32, ft.rng), online=True)
