@@ -153,10 +153,11 @@ class SFTConfig:
     anchor's, ``mean_i(d_i) - lcb_k * std_i(d_i)`` with ``d_i = Q_i(s, a_L) - Q_i(s, a_A)``
     over the selector's ensemble members, is positive (the margin comes from the critic's own
     disagreement, not from a constant)."""
-    lcb_k: float = 1.0
+    lcb_k: float = 2.0
     """Width of the lower confidence bound of ``lcb`` selection, in ensemble standard
-    deviations (with 2 members, 1 means both must prefer the learner's action)."""
-    support_k: float = 0.5
+    deviations. With 2 members, 1 means both must prefer the learner's action; 2 means the
+    smaller of the two advantages must also exceed half their disagreement."""
+    support_k: float = 0.25
     """Support check while the anchor's critic selects (0: none): the learner's candidate may
     run only if it lies within ``support_k`` of the anchor's action, distance measured per
     action dimension in units of the spread of the dataset's actions around the anchor's
