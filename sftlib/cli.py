@@ -151,6 +151,7 @@ def _figures(args: argparse.Namespace) -> int:
         return 2
     for product, paths in paper.files.items():
         print(f"{product:<28} {' '.join(str(path) for path in paths)}")
+    print(f"\n{paper.conclusion}")
     return 0
 
 

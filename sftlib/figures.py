@@ -501,7 +501,9 @@ def write_paper_figures(
     (``x`` over each baseline present, else over every other variant; only when ``x`` and
     another variant are present), ``learning_curves`` (all variants),
     ``learning_curves_learner`` (``x`` and the baselines, learner dashed), each as PNG and
-    PDF, and ``stability_table`` as CSV and LaTeX.
+    PDF, ``stability_table`` as CSV and LaTeX, and the numbers behind them
+    (:func:`sftlib.report.write_numbers`: ``aggregates.csv``,
+    ``probability_of_improvement.csv``, ``conclusion.txt``).
 
     Args:
         reps: bootstrap resamples of every interval.
@@ -555,6 +557,7 @@ def write_paper_figures(
         promise = stats.promise_table(summaries, x, "direct")
         files[report.PROMISE_TABLE] = [report.write_promise_table(promise, out)]
         conclusion += "\n\n" + report.describe_promise(promise, x, "direct")
+    files[report.NUMBERS] = report.write_numbers(aggregates, improvement, conclusion, out)
     return PaperFigures(
         study_dir=study_dir,
         out_dir=out,

@@ -270,6 +270,8 @@ def describe_reset_drops(drops: pd.DataFrame, synthetic: bool | None = None) -> 
 
 
 PROMISE_TABLE = "promise_table"
+NUMBERS = "numbers"
+CONCLUSION_FILE = "conclusion.txt"
 
 
 def write_promise_table(table: pd.DataFrame, out_dir: str | Path) -> Path:
@@ -295,3 +297,28 @@ def describe_promise(table: pd.DataFrame, x: str = "sft", baseline: str = "direc
     if table.attrs.get("synthetic"):
         lines.insert(0, SYNTHETIC_TITLE)
     return "\n".join(lines)
+
+
+def write_numbers(
+    aggregates: pd.DataFrame,
+    improvement: pd.DataFrame | None,
+    conclusion: str,
+    out_dir: str | Path,
+) -> list[Path]:
+    """The numbers behind the figures, for a paper's text: ``aggregates.csv`` (estimate and
+    interval per variant and aggregate), ``probability_of_improvement.csv`` (when computed)
+    and the plain-text verdicts as ``conclusion.txt``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {
+        "aggregates": aggregates.assign(metric=aggregates.attrs.get("metric", "")),
+        "probability_of_improvement": improvement,
+    }
+    paths = []
+    for name, table in tables.items():
+        if table is not None:
+            paths.append(out / f"{name}.csv")
+            table.to_csv(paths[-1], index=False, float_format="%.4f")
+    path = out / CONCLUSION_FILE
+    path.write_text(conclusion + "\n")
+    return [*paths, path]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import papermill
 import pytest
@@ -140,8 +141,9 @@ PRODUCTS = {
     "learning_curves_learner",
     "stability_table",
     "promise_table",
+    "numbers",
 }
-TABLES = {"stability_table", "promise_table"}
+TABLES = {"stability_table", "promise_table", "numbers"}
 
 
 def test_write_paper_figures_writes_every_file(tmp_path: Path) -> None:
@@ -173,6 +175,12 @@ def test_write_paper_figures_returns_what_it_wrote(tmp_path: Path) -> None:
         paper.stability_table,
         check_dtype=False,
     )
+    written = pd.read_csv(tmp_path / "out" / "aggregates.csv")
+    assert set(written["metric"]) == {"score_final"}
+    np.testing.assert_allclose(written["estimate"], paper.aggregates["estimate"], atol=1e-4)
+    written = pd.read_csv(tmp_path / "out" / "probability_of_improvement.csv")
+    np.testing.assert_allclose(written["probability"], expected["probability"], atol=1e-4)
+    assert (tmp_path / "out" / "conclusion.txt").read_text() == paper.conclusion + "\n"
     assert paper.runs_per_task.to_numpy().tolist() == [[3, 3], [3, 3]]
     expected_promise = stats.promise_table(summaries, "sft", "direct")
     pd.testing.assert_frame_equal(paper.promise_table, expected_promise)
@@ -206,7 +214,7 @@ def test_cli_and_notebook_06_write_the_same_files(synthetic_dir: Path, tmp_path:
     )
     cli_files = sorted(path.name for path in cli_out.iterdir())
     assert cli_files == sorted(path.name for path in notebook_out.iterdir())
-    assert {Path(name).stem for name in cli_files} == PRODUCTS
+    assert {Path(name).stem for name in cli_files} == PRODUCTS - {"numbers"} | {"conclusion"}
     for name in cli_files:
-        if name.endswith((".csv", ".tex")):
+        if name.endswith((".csv", ".tex", ".txt")):
             assert (cli_out / name).read_text() == (notebook_out / name).read_text(), name
