@@ -48,3 +48,28 @@ def test_a_dataset_does_not_depend_on_what_ran_before_in_the_process(minari_stor
         arrays.append(transitions(load_dataset(dataset_id)))
     for field in ("obs", "actions", "rewards", "terminals"):
         np.testing.assert_array_equal(getattr(arrays[0], field), getattr(arrays[1], field))
+
+
+def test_ensure_dataset_says_when_it_makes_a_dataset(monkeypatch, capsys):
+    """Making a dataset on first use takes a minute: one line before, one after; loading an
+    existing one prints nothing."""
+    from sftlib import factory
+
+    made = []
+    monkeypatch.setattr(factory.minari, "list_local_datasets", lambda: {})
+    monkeypatch.setattr(
+        factory,
+        "make_dataset",
+        lambda env, level, dataset_id: made.append((env, level, dataset_id)) or "dataset",
+    )
+    assert factory.ensure_dataset("local/hopper/medium-v0") == "dataset"
+    assert made == [("Hopper-v5", "medium", "local/hopper/medium-v0")]
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "making it locally" in lines[0] and "made in" in lines[1]
+
+    monkeypatch.setattr(
+        factory.minari, "list_local_datasets", lambda: {"local/hopper/medium-v0": 0}
+    )
+    monkeypatch.setattr(factory, "load_dataset", lambda dataset_id: "loaded")
+    assert factory.ensure_dataset("local/hopper/medium-v0") == "loaded"
+    assert capsys.readouterr().out == ""
