@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 
 from sftlib.agents import SAC, SACConfig
 from sftlib.buffer import ReplayBuffer
+from sftlib.envs import gym_make
 from sftlib.evaluation import evaluate_policy, from_env_action, to_env_action
 from sftlib.networks import LOG_STD_MAX, LOG_STD_MIN, GaussianActor
 from sftlib.utils import seed_everything
@@ -42,7 +42,7 @@ def train_behaviour(
     if total_steps <= 0 or snapshot_every <= 0:
         raise ValueError("total_steps and snapshot_every must be positive")
     rng = seed_everything(seed)
-    env = gym.make(env_id)
+    env = gym_make(env_id)
     env.action_space.seed(seed)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     agent = SAC(obs_dim, act_dim, SACConfig(hidden=hidden))
@@ -83,7 +83,7 @@ def train_behaviour(
 
 def random_return(env_id: str, n_episodes: int, seed: int) -> float:
     """Mean return of the uniform random policy (the ``ref_min_score``)."""
-    space = gym.make(env_id).action_space
+    space = gym_make(env_id).action_space
     space.seed(seed)
     return float(
         evaluate_policy(

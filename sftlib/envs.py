@@ -12,7 +12,12 @@ installs it, raised before the environment is built.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -127,6 +132,38 @@ def resolve_env(source: EnvSource) -> str | EnvSpec:
     return source.env_id
 
 
+# Lines that native code prints to the process's stderr when an environment is made, known to
+# be harmless: MuJoCo 3.3+ deprecates an attribute of gymnasium's half_cheetah.xml and says so
+# at every model compile (hundreds of lines in a sweep).
+KNOWN_NATIVE_NOISE = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+@contextlib.contextmanager
+def dropping_native_noise(noise: tuple[str, ...] = KNOWN_NATIVE_NOISE) -> Iterator[None]:
+    """Capture what native code writes to file descriptor 2 inside the block, and write it
+    back afterwards without the lines that contain one of ``noise``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not any(n in line for n in noise))
+            if kept:
+                os.write(2, kept.encode())
+
+
+def gym_make(target: str | EnvSpec) -> gym.Env:
+    """``gym.make(target)`` without the known native noise (:data:`KNOWN_NATIVE_NOISE`)."""
+    with dropping_native_noise():
+        return gym.make(target)
+
+
 def make_env(source: EnvSource) -> gym.Env:
     """The environment of ``source`` as the agent sees it: flat vector observations.
 
@@ -139,7 +176,7 @@ def make_env(source: EnvSource) -> gym.Env:
     target = resolve_env(source)
     env_id = target.id if isinstance(target, EnvSpec) else target
     import_env_package(env_id, target.entry_point if isinstance(target, EnvSpec) else None)
-    env = gym.make(target)
+    env = gym_make(target)
     problem = observation_problem(env.observation_space)
     if problem is not None:
         env.close()
@@ -161,7 +198,9 @@ __all__ = [
     "EnvPackageError",
     "EnvRecord",
     "EnvSource",
+    "dropping_native_noise",
     "env_id_of",
+    "gym_make",
     "import_env_package",
     "make_env",
     "required_package",

@@ -46,6 +46,7 @@ from sftlib.behaviour import (
     train_behaviour,
 )
 from sftlib.data import DatasetError, load_dataset
+from sftlib.envs import gym_make
 from sftlib.evaluation import Policy, to_env_action
 from sftlib.utils import atomic_torch_save
 
@@ -62,7 +63,7 @@ def cache_dir() -> Path:
 def check_env_id(env_id: str) -> gym.Env:
     """``gym.make(env_id)`` with a clear error for unknown ids or non-Box spaces."""
     try:
-        env = gym.make(env_id)
+        env = gym_make(env_id)
     except Exception as e:
         raise ValueError(
             f"unknown or unavailable gymnasium env id {env_id!r} ({type(e).__name__}: {e}). "
@@ -109,7 +110,7 @@ def rollouts(
 ) -> list[EpisodeBuffer]:
     """Episodes of ``policy`` (``None``: uniform random) totalling exactly ``n_steps``
     transitions; the last one is cut (marked truncated) at the budget."""
-    env = gym.make(env_id)
+    env = gym_make(env_id)
     env.action_space.seed(seed)
     episodes: list[EpisodeBuffer] = []
     steps = 0

@@ -565,3 +565,17 @@ def test_goal_task_pretrains_and_finetunes_with_shaped_rewards_and_success(point
     assert np.all(online <= 0.0) and np.all(online >= -1.0)  # sparse 0/1 shaped to -1/0
     assert {"executed_success", "learner_success"} <= set(run.curve.columns)
     assert 0.0 <= run.summary["success_final"] <= 100.0
+
+
+def test_known_native_noise_is_dropped_and_the_rest_kept(capfd):
+    """MuJoCo prints a deprecation line at every HalfCheetah compile; only that line goes."""
+    import os
+
+    from sftlib.envs import KNOWN_NATIVE_NOISE, dropping_native_noise, gym_make
+
+    with dropping_native_noise():
+        os.write(2, f"WARNING: {KNOWN_NATIVE_NOISE[0]} (test)\n".encode())
+        os.write(2, b"a line that matters\n")
+    assert capfd.readouterr().err == "a line that matters\n"
+    gym_make("HalfCheetah-v5").close()
+    assert "settotalmass" not in capfd.readouterr().err
