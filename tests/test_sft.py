@@ -486,3 +486,13 @@ def test_a_reset_starts_the_monte_carlo_evidence_afresh(pretrained_dirs, tmp_pat
     ft.evaluator.add_episode(np.zeros(3), [1.0], ["learner"])
     ft.reset(np.zeros(3, np.float32))
     assert len(ft.evaluator.episodes) == 0
+
+
+@pytest.mark.parametrize("reset", [True, False])
+def test_reset_optimizer_starts_fine_tuning_with_fresh_adam_moments(
+    pretrained_dirs, tmp_path, reset
+):
+    """TD3+BC -> TD3 can clear the Adam moments it pretrained with (``reset_optimizer``)."""
+    ft = tuner(pretrained_dirs, tmp_path, algo="td3bc", variant="direct", reset_optimizer=reset)
+    states = [len(opt.state) for opt in ft.learner.optimizers.values()]
+    assert all(n == 0 for n in states) is reset, states
