@@ -143,7 +143,11 @@ def dropping_native_noise(noise: tuple[str, ...] = KNOWN_NATIVE_NOISE) -> Iterat
     """Capture what native code writes to file descriptor 2 inside the block, and write it
     back afterwards without the lines that contain one of ``noise``."""
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (a detached process): nothing to filter
+        yield
+        return
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
