@@ -17,7 +17,10 @@ when its dataset has ``ref_min_score``/``ref_max_score``; a task that defines su
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -42,6 +45,16 @@ from sftlib.goals import (
 
 class DatasetError(ValueError):
     """A dataset id that cannot be loaded; the message says why and what to do."""
+
+
+@contextlib.contextmanager
+def announce_first_use(dataset_id: str) -> Iterator[None]:
+    """One line before and one after a factory makes a missing dataset on first use (a
+    minute or so of silence otherwise)."""
+    print(f"dataset {dataset_id}: not in the Minari store, making it locally", flush=True)
+    start = time.perf_counter()
+    yield
+    print(f"dataset {dataset_id}: made in {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def local_dataset_ids() -> list[str]:

@@ -22,12 +22,9 @@ so per level. Any other env id is trained from scratch and cached under ``~/.cac
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -45,7 +42,7 @@ from sftlib.behaviour import (
     snapshot_policy,
     train_behaviour,
 )
-from sftlib.data import DatasetError, load_dataset
+from sftlib.data import DatasetError, announce_first_use, load_dataset
 from sftlib.envs import gym_make
 from sftlib.evaluation import Policy, to_env_action
 from sftlib.utils import atomic_torch_save
@@ -267,25 +264,14 @@ def ensure_dataset(dataset_id: str) -> minari.MinariDataset:
     """Load ``dataset_id``; a missing ``local/<env>/<level>-vN`` id is made by the factory
     first (only version 0 corresponds to the default recipe), a missing
     ``local/pointmaze/<maze>-vN`` by the PointMaze factory (:mod:`sftlib.maze`)."""
-    is_maze = maze.LOCAL_ID.fullmatch(dataset_id) is not None
-    m = LOCAL_ID.fullmatch(dataset_id)
-    recipe = is_maze or (m is not None and m["level"] in LEVELS and m["version"] == "0")
-    if not recipe or dataset_id in minari.list_local_datasets():
-        return maze.ensure_pointmaze_dataset(dataset_id) if is_maze else load_dataset(dataset_id)
-    with _announce(dataset_id):
-        if is_maze:
-            return maze.ensure_pointmaze_dataset(dataset_id)
-        return make_dataset(env_id_for(m["env"]), m["level"], dataset_id=dataset_id)
-
-
-@contextlib.contextmanager
-def _announce(dataset_id: str) -> Iterator[None]:
-    """One line before and one after making a dataset on first use (a minute or so of
-    silence otherwise)."""
-    print(f"dataset {dataset_id}: not in the Minari store, making it locally", flush=True)
-    start = time.perf_counter()
-    yield
-    print(f"dataset {dataset_id}: made in {time.perf_counter() - start:.0f} s", flush=True)
+    if maze.LOCAL_ID.fullmatch(dataset_id):
+        return maze.ensure_pointmaze_dataset(dataset_id)
+    if dataset_id not in minari.list_local_datasets():
+        m = LOCAL_ID.fullmatch(dataset_id)
+        if m and m["level"] in LEVELS and m["version"] == "0":
+            with announce_first_use(dataset_id):
+                return make_dataset(env_id_for(m["env"]), m["level"], dataset_id=dataset_id)
+    return load_dataset(dataset_id)
 
 
 __all__ = [

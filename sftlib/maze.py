@@ -52,7 +52,7 @@ from gymnasium.envs.registration import EnvSpec
 from minari.data_collector import EpisodeBuffer
 from tqdm.auto import tqdm
 
-from sftlib.data import DatasetError, load_dataset
+from sftlib.data import DatasetError, announce_first_use, load_dataset
 from sftlib.envs import import_env_package
 from sftlib.goals import ACHIEVED_GOAL_KEY, DESIRED_GOAL_KEY, OBSERVATION_KEY, SUCCESS_INFO_KEY
 
@@ -413,9 +413,10 @@ def ensure_pointmaze_dataset(dataset_id: str) -> minari.MinariDataset:
                 f"dataset {dataset_id!r}: unknown maze {match['maze']!r}; "
                 f"sftlib.maze knows {list(MAZES)}"
             )
-        return make_pointmaze_dataset(
-            match["maze"], dense=bool(match["dense"]), dataset_id=dataset_id
-        )
+        with announce_first_use(dataset_id):
+            return make_pointmaze_dataset(
+                match["maze"], dense=bool(match["dense"]), dataset_id=dataset_id
+            )
     return load_dataset(dataset_id)
 
 

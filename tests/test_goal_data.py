@@ -405,13 +405,14 @@ def test_factory_command_line_makes_and_reports_a_dataset(minari_store, capsys):
     )
 
 
-def test_ensure_makes_only_missing_default_pointmaze_ids(minari_store, monkeypatch):
+def test_ensure_makes_only_missing_default_pointmaze_ids(minari_store, monkeypatch, capsys):
     import sftlib.maze as maze
 
     made = []
     monkeypatch.setattr(maze, "make_pointmaze_dataset", lambda *a, **kw: made.append((a, kw)))
     maze.ensure_pointmaze_dataset("local/pointmaze/medium-dense-v0")
     assert made == [(("medium",), {"dense": True, "dataset_id": "local/pointmaze/medium-dense-v0"})]
+    assert "medium-dense-v0: not in the Minari store, making it locally" in capsys.readouterr().out
     with pytest.raises(DatasetError, match=r"unknown maze 'huge'.*\['open', 'umaze'"):
         maze.ensure_pointmaze_dataset("local/pointmaze/huge-v0")
     with pytest.raises(DatasetError, match=r"'local/pointmaze/umaze-v3'.*python -m sftlib.maze"):

@@ -82,19 +82,10 @@ BUDGET_FIELDS = {
 
 
 def dataclass_defaults(kind: str) -> dict:
-    from dataclasses import MISSING, fields
-
     from sftlib.config import FinetuneConfig, PretrainConfig, SFTConfig
 
-    classes = [PretrainConfig] if kind == "pretrain" else [FinetuneConfig, SFTConfig]
-    out = {}
-    for cls in classes:
-        for f in fields(cls):
-            if f.default is not MISSING:
-                out[f.name] = f.default
-            elif f.default_factory is not MISSING:
-                out[f.name] = f.default_factory()
-    return out
+    configs = [PretrainConfig()] if kind == "pretrain" else [FinetuneConfig(), SFTConfig()]
+    return {name: getattr(c, name) for c in configs for name in c.__dataclass_fields__}
 
 
 @pytest.mark.parametrize(("notebook", "kind"), sorted(PHASE_NOTEBOOKS.items()))
