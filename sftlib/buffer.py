@@ -64,6 +64,15 @@ class Batch:
         """The batch of seed ``index`` of a stacked batch."""
         return self._map(lambda t: t[index])
 
+    @staticmethod
+    def stack(batches: Sequence[Batch]) -> Batch:
+        """One batch per seed as the batch of a batched run, ``[seeds, B, ...]``."""
+        with_returns = all(b.returns_to_go is not None for b in batches)
+        return Batch(
+            *(torch.stack([getattr(b, f) for b in batches]) for f in FIELDS),
+            torch.stack([b.returns_to_go for b in batches]) if with_returns else None,
+        )
+
 
 class ReplayBuffer:
     """Fixed-capacity FIFO ring buffer of transitions, one float32 row each.

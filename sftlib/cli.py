@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
         "--seeds-per-process",
         type=int,
         default=0,
-        help="seeds of one (dataset, algo) pretrained in one process as one stacked model "
+        help="seeds of one (dataset, algo) pretrained in one process as one stacked model, "
+        "and fine-tuned so where the variant lets the learner act alone (direct) "
         "(default 0: all of them; 1: one process per seed)",
     )
 

@@ -135,25 +135,47 @@ class RunState:
         self.events.append({"step": self.step, "event": event, "detail": detail})
 
 
+@dataclass
+class Episode:
+    """The running training episode: its first observation, and per step its reward, the
+    policy that acted and the online buffer row written."""
+
+    start: np.ndarray
+    rewards: list[float] = field(default_factory=list)
+    actors: list[str] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+
+
 class FineTuner:
     """One fine-tuning run. Build it, then :meth:`run`. Exposes anchor, learner, selector
     and the mechanisms for tests and notebooks."""
 
-    def __init__(self, config: FinetuneConfig, out_dir: str | Path) -> None:
+    def __init__(
+        self,
+        config: FinetuneConfig,
+        out_dir: str | Path,
+        offline: tuple[DatasetInfo, ReplayBuffer] | None = None,
+    ) -> None:
+        """``offline``: the dataset's info and transitions, already loaded for this run's
+        pretraining checkpoint (runs of one batch share them); loaded here when ``None``."""
         self.config, self.out = config, Path(out_dir)
         self.sft_config = config.sft
         self.variant = config.sft.spec
         pretrain_dir = Path(config.pretrain_dir)
         pretrained = load_pretrained(pretrain_dir)
-        dataset = load_dataset(pretrained["dataset_id"])
-        self.info = dataset_info(dataset)
+        # The critic was pretrained on rewards under this convention: keep its scale online.
+        self.reward_convention = pretrained["config"].get("reward_convention", "raw")
+        if offline is None:
+            dataset = load_dataset(pretrained["dataset_id"])
+            offline = (
+                dataset_info(dataset),
+                transitions(dataset, reward_convention=self.reward_convention),
+            )
+        self.info, self.offline = offline
         check_compatible(pretrained, self.info, pretrain_dir)
         set_threads(config.threads)
         self.rng = seed_everything(config.seed)
         self.device = resolve_device(config.device)
-        # The critic was pretrained on rewards under this convention: keep its scale online.
-        self.reward_convention = pretrained["config"].get("reward_convention", "raw")
-        self.offline = transitions(dataset, reward_convention=self.reward_convention)
         self.online = ReplayBuffer(
             self.info.obs_dim, self.info.act_dim, min(config.buffer_size, config.online_steps)
         )
@@ -194,6 +216,13 @@ class FineTuner:
         self.refresh_support()
         self.env = make_env(self.info)
         self.state = RunState(next_checkpoint=config.checkpoint_every)
+        self.episode: Episode | None = None
+        """The running training episode (set by :meth:`begin`)."""
+        self.clock_start = 0.0
+        """``perf_counter`` at which the run would have started without interruptions."""
+        self.seeds_in_process = 1
+        """How many seeds fine-tuned side by side in this run's process
+        (:func:`sftlib.finetune_batch.finetune_seeds`)."""
 
     # --- who acts ------------------------------------------------------------------------
     @property
@@ -384,30 +413,109 @@ class FineTuner:
         return row
 
     # --- the loop -------------------------------------------------------------------------------
-    def run(
-        self, progress: bool = True, checkpoint: dict[str, Any] | None = None
-    ) -> FinetuneResult:
-        """Fine-tune to the end; ``checkpoint`` (or ``out_dir/checkpoint.pt``) resumes."""
-        config, sft_config, variant, state = (
-            self.config,
-            self.sft_config,
-            self.variant,
-            self.state,
-        )
+    def begin(self, checkpoint: dict[str, Any] | None = None) -> np.ndarray:
+        """Restore ``checkpoint`` (or ``out_dir/checkpoint.pt``), or start afresh with an
+        evaluation of the offline policy; the first observation."""
         if checkpoint is None and (self.out / STATE).exists():
             checkpoint = load_checkpoint(self.out / STATE)
         if checkpoint is not None:
             restore_finetune_checkpoint(self, checkpoint)
-            state = self.state
             obs, _ = self.env.reset()
         else:
-            obs, _ = self.env.reset(seed=config.seed)
+            obs, _ = self.env.reset(seed=self.config.seed)
+            self.state.evals.append(self.evaluate())
+        self.clock_start = time.perf_counter() - self.state.elapsed
+        self.episode = Episode(obs)
+        return obs
+
+    def explore(
+        self, obs: np.ndarray, action: np.ndarray, actor_name: str
+    ) -> tuple[np.ndarray, bool]:
+        """Execute ``action`` in the environment and store the transition: ``(next_obs,
+        whether the episode ended)``."""
+        next_obs, reward, terminated, truncated, _ = self.env.step(
+            to_env_action(action, self.env.action_space)
+        )
+        reward = shape_reward(float(reward), self.reward_convention)
+        # Time-limit truncation is not termination: only `terminated` stops bootstrapping.
+        episode = self.episode
+        episode.rows.append(self.online.add(obs, action, reward, next_obs, terminated))
+        episode.rewards.append(reward)
+        episode.actors.append(actor_name)
+        return next_obs, terminated or truncated
+
+    def evaluates_at(self, step: int) -> bool:
+        """Whether step ``step`` ends with an evaluation."""
+        return step % self.config.eval_every == 0 or step == self.config.online_steps
+
+    def checkpoint_due(self, step: int) -> bool:
+        """Whether an episode ending at ``step`` writes a checkpoint."""
+        return self.state.next_checkpoint <= step < self.config.online_steps
+
+    def after_updates(self, step: int) -> None:
+        """Everything of step ``step`` after the learner's updates: FQE updates, stability
+        check, reset and evaluation, as their schedules say."""
+        sft_config, variant, state = self.sft_config, self.variant, self.state
+        episode_start = self.episode.start
+        if self.fqe and step % sft_config.fqe_every == 0:
+            for name, policy in (("anchor", self.anchor), ("learner", self.learner)):
+                loss = self.fqe[name].update(self.sample_batch(), policy)
+                state.log({f"fqe/loss_{name}": loss})
+        if (
+            variant.composite
+            and variant.switch
+            and not state.stable
+            and step % sft_config.check_every == 0
+        ):
+            self.stability_check(episode_start)
+        if (
+            variant.reset
+            and step >= sft_config.reset_start
+            and step % sft_config.reset_every == 0
+            and step < self.config.online_steps  # a reset at the end would leave it untrained
+        ):
+            self.reset(episode_start)
+        if self.evaluates_at(step):
             state.evals.append(self.evaluate())
-        clock_start = time.perf_counter() - state.elapsed
-        episode_start, episode_rewards, episode_actors, episode_rows = obs, [], [], []
+            row = {"step": step, **state.flush(), "sft/stable": float(state.stable)}
+            if variant.composite and variant.ope is not None:
+                values, estimates = self.evaluate_policies(episode_start)
+                row.update(
+                    {
+                        "ope/J_anchor": values["anchor"],
+                        "ope/J_learner": values["learner"],
+                        **estimates.flat(),
+                    }
+                )
+            state.train.append(row)
+
+    def end_episode(self, step: int) -> np.ndarray:
+        """Close the running episode (returns-to-go, Monte-Carlo record, checkpoint when
+        due) and start the next one; its first observation."""
+        state, episode = self.state, self.episode
+        state.episodes += 1
+        self.online.end_episode(np.asarray(episode.rows), self.learner.config.discount)
+        if self.variant.composite:
+            self.evaluator.add_episode(episode.start, episode.rewards, episode.actors)
+        if self.checkpoint_due(step):
+            while state.next_checkpoint <= step:
+                state.next_checkpoint += self.config.checkpoint_every
+            state.elapsed = time.perf_counter() - self.clock_start
+            atomic_torch_save(self.out / STATE, finetune_checkpoint(self))
+        obs, _ = self.env.reset()
+        self.episode = Episode(obs)
+        return obs
+
+    def run(
+        self, progress: bool = True, checkpoint: dict[str, Any] | None = None
+    ) -> FinetuneResult:
+        """Fine-tune to the end; ``checkpoint`` (or ``out_dir/checkpoint.pt``) resumes."""
+        config = self.config
+        obs = self.begin(checkpoint)
+        state = self.state  # a restored checkpoint replaced it
         bar = tqdm(
             range(state.step + 1, config.online_steps + 1),
-            desc=f"finetune {sft_config.variant}",
+            desc=f"finetune {self.sft_config.variant}",
             disable=not progress,
             initial=state.step,
             total=config.online_steps,
@@ -415,68 +523,18 @@ class FineTuner:
         for step in bar:
             state.step = step
             action, actor_name = self.act(obs, deterministic=False)
-            next_obs, reward, terminated, truncated, _ = self.env.step(
-                to_env_action(action, self.env.action_space)
-            )
-            reward = shape_reward(float(reward), self.reward_convention)
-            # Time-limit truncation is not termination: only `terminated` stops bootstrapping.
-            episode_rows.append(self.online.add(obs, action, reward, next_obs, terminated))
-            episode_rewards.append(reward)
-            episode_actors.append(actor_name)
-
+            next_obs, done = self.explore(obs, action, actor_name)
             for _ in range(config.utd_ratio):
                 state.log(self.learner.update(self.sample_batch(), online=True))
-            if self.fqe and step % sft_config.fqe_every == 0:
-                for name, policy in (("anchor", self.anchor), ("learner", self.learner)):
-                    loss = self.fqe[name].update(self.sample_batch(), policy)
-                    state.log({f"fqe/loss_{name}": loss})
-            if (
-                variant.composite
-                and variant.switch
-                and not state.stable
-                and step % sft_config.check_every == 0
-            ):
-                self.stability_check(episode_start)
-            if (
-                variant.reset
-                and step >= sft_config.reset_start
-                and step % sft_config.reset_every == 0
-                and step < config.online_steps  # a reset at the end would leave it untrained
-            ):
-                self.reset(episode_start)
-            if step % config.eval_every == 0 or step == config.online_steps:
-                state.evals.append(self.evaluate())
-                row = {"step": step, **state.flush(), "sft/stable": float(state.stable)}
-                if variant.composite and variant.ope is not None:
-                    values, estimates = self.evaluate_policies(episode_start)
-                    row.update(
-                        {
-                            "ope/J_anchor": values["anchor"],
-                            "ope/J_learner": values["learner"],
-                            **estimates.flat(),
-                        }
-                    )
-                state.train.append(row)
+            self.after_updates(step)
+            if self.evaluates_at(step):
                 bar.set_postfix(score=f"{state.evals[-1]['executed_score']:.1f}")
+            obs = self.end_episode(step) if done else next_obs
+        state.elapsed = time.perf_counter() - self.clock_start
+        return self.finish()
 
-            if terminated or truncated:
-                state.episodes += 1
-                self.online.end_episode(np.asarray(episode_rows), self.learner.config.discount)
-                if variant.composite:
-                    self.evaluator.add_episode(episode_start, episode_rewards, episode_actors)
-                if step >= state.next_checkpoint and step < config.online_steps:
-                    while state.next_checkpoint <= step:
-                        state.next_checkpoint += config.checkpoint_every
-                    state.elapsed = time.perf_counter() - clock_start
-                    atomic_torch_save(self.out / STATE, finetune_checkpoint(self))
-                obs, _ = self.env.reset()
-                episode_start, episode_rewards, episode_actors, episode_rows = obs, [], [], []
-            else:
-                obs = next_obs
-        state.elapsed = time.perf_counter() - clock_start
-        return self._finish()
-
-    def _finish(self) -> FinetuneResult:
+    def finish(self) -> FinetuneResult:
+        """Write the run's CSV files and, last, its summary; remove the checkpoint."""
         state, config = self.state, self.config
         success = SUCCESS_COLUMNS if self.info.success_key is not None else []
         write_csv(self.out / EVAL_CSV, state.evals, EVAL_COLUMNS + success)
@@ -497,6 +555,7 @@ class FineTuner:
             "n_switches": len(switches),
             "n_resets": sum(e["event"] == "reset" for e in state.events),
             "wall_time_s": state.elapsed,
+            "seeds_in_process": self.seeds_in_process,
             "online_steps": config.online_steps,
             "online_data": self.online_data,
             "compiled": self.learner.compiled,
@@ -515,6 +574,18 @@ def _result(out: Path, summary: dict) -> FinetuneResult:
     return FinetuneResult(out, summary, pd.read_csv(out / EVAL_CSV), pd.read_csv(out / EVENTS_CSV))
 
 
+def resume_point(out: Path, config: FinetuneConfig) -> tuple[FinetuneResult | None, dict | None]:
+    """``(result, None)`` for a complete run in ``out``, ``(None, checkpoint)`` for an
+    interrupted one, ``(None, None)`` for one not started; checked against ``config``."""
+    if (summary := completed_summary(out, config)) is not None:
+        return _result(out, summary), None
+    checkpoint = None
+    if (out / STATE).exists():
+        checkpoint = load_checkpoint(out / STATE)
+        check_checkpoint_config(checkpoint, config, out / STATE)
+    return None, checkpoint
+
+
 def finetune(config: FinetuneConfig, out_dir: str | Path, progress: bool = True) -> FinetuneResult:
     """Fine-tune from ``config.pretrain_dir`` into ``out_dir``.
 
@@ -523,10 +594,7 @@ def finetune(config: FinetuneConfig, out_dir: str | Path, progress: bool = True)
     uninterrupted run. Every input is checked before any compute.
     """
     out = Path(out_dir)
-    if (summary := completed_summary(out, config)) is not None:
-        return _result(out, summary)
-    checkpoint = None
-    if (out / STATE).exists():
-        checkpoint = load_checkpoint(out / STATE)
-        check_checkpoint_config(checkpoint, config, out / STATE)
+    result, checkpoint = resume_point(out, config)
+    if result is not None:
+        return result
     return FineTuner(config, out).run(progress, checkpoint)

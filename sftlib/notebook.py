@@ -23,10 +23,11 @@ from sftlib.config import FinetuneConfig, PretrainConfig, SFTConfig, field_names
 
 EXTRAS = {
     "pretrain": ("out_dir", "other_seeds", "other_out_dirs"),
-    "finetune": ("out_dir",),
+    "finetune": ("out_dir", "other_seeds", "other_out_dirs", "other_pretrain_dirs"),
 }
 """Parameters of the phase notebooks that are no config field: where the run is written, and
-(pretraining) the other seeds trained in the same process with their run directories."""
+the other seeds trained in the same process with their run directories (and, fine-tuning,
+their pretraining runs)."""
 
 
 def config_fields(kind: str) -> list[str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sftlib.config import resolved_finetune, resolved_pretrain
+from sftlib.config import VARIANTS, resolved_finetune, resolved_pretrain
 from sftlib.layout import PRETRAIN_DIRNAME, SUMMARY, run_dir
 from sftlib.study import StudyParams
 
@@ -38,16 +38,15 @@ class Run:
     pretrain_dir: Path | None = None
     """Fine-tuning runs: the pretraining run dir that must complete first."""
     batch: dict[int, Path] = field(default_factory=dict)
-    """Pretraining runs: the other seeds trained in the same process, by seed, with their run
-    directories (their parameters are this run's but for the seed)."""
+    """The other seeds trained in the same process, by seed, with their run directories
+    (their parameters are this run's but for the seed and, fine-tuning, ``pretrain_dir``:
+    parameter ``other_pretrain_dirs``)."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("pretrain", "finetune"):
             raise ValueError(f"kind must be 'pretrain' or 'finetune', got {self.kind!r}")
         if (self.kind == "finetune") != (self.pretrain_dir is not None):
             raise ValueError("a finetune run needs pretrain_dir; a pretrain run has none")
-        if self.batch and self.kind != "pretrain":
-            raise ValueError("only pretraining runs train several seeds in one process")
         self.out_dir = Path(self.out_dir)
         self.notebook = Path(self.notebook)
 
@@ -84,7 +83,9 @@ def plan(
 
     Pretraining trains up to ``seeds_per_process`` seeds of one (dataset, algo) in one
     process, as one stacked model (0: all of them): each seed still writes exactly its own
-    one-seed run (:func:`sftlib.pretrain.pretrain_seeds`).
+    one-seed run (:func:`sftlib.pretrain.pretrain_seeds`). Fine-tuning does the same, in
+    the same groups of seeds, for variants whose learner acts alone (``direct``,
+    :func:`sftlib.finetune_batch.finetune_seeds`); the other variants run one seed a process.
     """
     if seeds_per_process < 0:
         raise ValueError(f"seeds_per_process must be >= 0, got {seeds_per_process}")
@@ -122,23 +123,39 @@ def plan(
                         batch=batch,
                     )
                 )
-            for seed in sp.seeds:
-                for variant in sp.variants:
-                    for point in sp.grid_points():
-                        label = variant + sp.grid_suffix(point)
-                        ft_out = run_dir(root, sp.study, dataset, algo, label, seed)
+            groups = [sp.seeds[i : i + per_process] for i in range(0, len(sp.seeds), per_process)]
+            for variant in sp.variants:
+                # A variant whose learner acts alone fine-tunes the seeds of a pretraining
+                # process together, as one stacked learner; the others one seed a process.
+                together = not VARIANTS[variant].composite
+                for point in sp.grid_points():
+                    label = variant + sp.grid_suffix(point)
+                    for group in groups if together else [[seed] for seed in sp.seeds]:
+                        lead, *others = group
+                        out_dirs = {
+                            seed: run_dir(root, sp.study, dataset, algo, label, seed)
+                            for seed in group
+                        }
                         params = resolved_finetune(
-                            sp.finetune_params(variant, seed, str(pretrain_dirs[seed]), point)
+                            sp.finetune_params(variant, lead, str(pretrain_dirs[lead]), point)
                         )
+                        extras: dict[str, Any] = {"out_dir": str(out_dirs[lead])}
+                        if others:
+                            extras.update(
+                                other_seeds=others,
+                                other_out_dirs=[str(out_dirs[s]) for s in others],
+                                other_pretrain_dirs=[str(pretrain_dirs[s]) for s in others],
+                            )
                         finetune.append(
                             Run(
                                 "finetune",
-                                ft_out.relative_to(root).as_posix(),
-                                ft_out,
+                                out_dirs[lead].relative_to(root).as_posix(),
+                                out_dirs[lead],
                                 ft_nb,
-                                {**params, "out_dir": str(ft_out)},
+                                {**params, **extras},
                                 dataset,
-                                pretrain_dir=pretrain_dirs[seed],
+                                pretrain_dir=pretrain_dirs[lead],
+                                batch={seed: out_dirs[seed] for seed in others},
                             )
                         )
     return pretrain + finetune

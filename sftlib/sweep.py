@@ -13,7 +13,8 @@ of its dataset, algo and seed (parameter ``pretrain_dir``), which must complete 
 
 Pretraining trains the seeds of one (dataset, algo) in one process as one stacked model
 (``seeds_per_process``, default all): one notebook execution, in the first seed's run
-directory, writes every seed's run directory exactly as a one-seed run would.
+directory, writes every seed's run directory exactly as a one-seed run would. Fine-tuning
+variants whose learner acts alone (``direct``) run the same groups of seeds together.
 
 Every run directory holds ``params.yaml`` (every config field, defaults resolved, plus
 ``out_dir``: exactly what papermill injects), the executed notebook, ``run.log`` (the
@@ -269,11 +270,14 @@ def _execute_locked(run: Run, logf: Any, log: Callable[[str], None], t0: float) 
     from papermill.exceptions import PapermillExecutionError
 
     atomic_write_text(run.out_dir / PARAMS_FILE, yaml.safe_dump(run.parameters, sort_keys=False))
-    for seed, directory in run.batch.items():  # each seed's own parameters, and who ran it
-        own = {
-            k: v for k, v in run.parameters.items() if k not in ("other_seeds", "other_out_dirs")
-        }
+    batch_keys = ("other_seeds", "other_out_dirs", "other_pretrain_dirs")
+    pretrain_dirs = run.parameters.get("other_pretrain_dirs", [])
+    for index, (seed, directory) in enumerate(run.batch.items()):
+        # each seed's own parameters, and who ran it
+        own = {k: v for k, v in run.parameters.items() if k not in batch_keys}
         own.update(seed=seed, out_dir=str(directory), trained_in_process_of=str(run.out_dir))
+        if pretrain_dirs:
+            own["pretrain_dir"] = pretrain_dirs[index]
         atomic_write_text(directory / PARAMS_FILE, yaml.safe_dump(own, sort_keys=False))
     log(
         f"executing {run.notebook} -> {run.executed_notebook} on {socket.gethostname()} "
@@ -360,8 +364,9 @@ def run_sweep(
 ) -> SweepReport:
     """Run every incomplete run of the study; see the module docstring for the rules.
 
-    ``seeds_per_process``: seeds of one (dataset, algo) pretrained together in one process
-    (0: all of them; 1: one process per seed); see :func:`plan`. ``pretrain_only`` runs the
+    ``seeds_per_process``: seeds of one (dataset, algo) pretrained together in one process,
+    and fine-tuned together where the variant allows it (0: all of them; 1: one process per
+    seed); see :func:`plan`. ``pretrain_only`` runs the
     pretraining runs alone (fine-tune later with the same study file).
 
     ``ensure_datasets``: ``True`` calls ``sftlib.factory.ensure_dataset``, a callable is

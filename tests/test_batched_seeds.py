@@ -1,4 +1,5 @@
-"""Several seeds in one process: each seed's run is its one-seed run, to the bit."""
+"""Several seeds in one process, pretraining and fine-tuning: each seed's run is its one-seed
+run, to the bit."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ import torch
 from sftlib.agents import make_agent
 from sftlib.agents.seeds import seed_state, stack_agents, stack_states
 from sftlib.buffer import Batch
-from sftlib.config import PretrainConfig
+from sftlib.checkpoint import CheckpointError
+from sftlib.config import FinetuneConfig, PretrainConfig, finetune_config
+from sftlib.finetune import finetune
+from sftlib.finetune_batch import finetune_seeds
 from sftlib.pretrain import pretrain, pretrain_seeds
 
 from conftest import PENDULUM_ID
@@ -220,4 +224,161 @@ def test_seeds_of_a_batch_must_share_every_other_parameter(tmp_path):
         )
     with pytest.raises(ValueError, match="distinct"):
         pretrain_seeds([config(seed=0), config(seed=0)], [tmp_path / "a", tmp_path / "b"])
+    assert not any(tmp_path.iterdir())
+
+
+# --- batched fine-tuning ----------------------------------------------------------------------
+FINETUNE_FILES = ("eval.csv", "events.csv", "checks.csv", "train.csv")
+
+
+@pytest.fixture(scope="module")
+def seed_pretraining(pendulum_dataset, tmp_path_factory):
+    """Pretraining runs of seeds 0-2, by algorithm: ``{algo: {seed: run dir}}``."""
+    root = tmp_path_factory.mktemp("seed-pretraining")
+    out = {}
+    for algo in ("iql", "td3bc"):
+        dirs = {seed: root / algo / f"seed={seed}" for seed in (0, 1, 2)}
+        pretrain_seeds([config(algo, s) for s in dirs], list(dirs.values()), False)
+        out[algo] = dirs
+    return out
+
+
+def ft_params(pretrain_dir: Path, seed: int, **kw) -> dict:
+    base = dict(
+        pretrain_dir=str(pretrain_dir),
+        variant="direct",
+        online_steps=500,
+        eval_every=100,
+        eval_episodes=1,
+        checkpoint_every=100,
+        torch_compile="off",
+        seed=seed,
+    )
+    return {**base, **kw}
+
+
+def ft_config(pretrain_dir: Path, seed: int, **kw) -> FinetuneConfig:
+    return finetune_config(ft_params(pretrain_dir, seed, **kw))
+
+
+def finetune_summary(d: Path) -> dict:
+    s = json.loads((d / "summary.json").read_text())
+    for key in ("wall_time_s", "seeds_in_process"):
+        s.pop(key)
+    return s
+
+
+def assert_same_finetuning(a: Path, b: Path) -> None:
+    for f in FINETUNE_FILES:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    assert finetune_summary(a) == finetune_summary(b)
+
+
+@pytest.mark.parametrize("algo", ["iql", "td3bc"])
+def test_batched_finetuning_writes_each_seeds_one_seed_run(seed_pretraining, tmp_path, algo):
+    dirs = seed_pretraining[algo]
+    configs = [ft_config(d, seed) for seed, d in dirs.items()]
+    for c in configs:
+        finetune(c, tmp_path / f"alone-{c.seed}", progress=False)
+    results = finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
+    assert [r.out_dir.name for r in results] == [f"batch-{c.seed}" for c in configs]
+    for c in configs:
+        assert_same_finetuning(tmp_path / f"alone-{c.seed}", tmp_path / f"batch-{c.seed}")
+    batch_summary = json.loads((tmp_path / "batch-0" / "summary.json").read_text())
+    assert batch_summary["seeds_in_process"] == 3
+    # The seeds really differ: a batch that ran one seed three times would fail above.
+    scores = {(tmp_path / f"batch-{c.seed}" / "eval.csv").read_text() for c in configs}
+    assert len(scores) == 3
+
+
+def test_seeds_sharing_one_pretraining_checkpoint_fine_tune_together(seed_pretraining, tmp_path):
+    shared = seed_pretraining["iql"][0]
+    configs = [ft_config(shared, seed, online_steps=300) for seed in (5, 6)]
+    for c in configs:
+        finetune(c, tmp_path / f"alone-{c.seed}", progress=False)
+    finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
+    for c in configs:
+        assert_same_finetuning(tmp_path / f"alone-{c.seed}", tmp_path / f"batch-{c.seed}")
+
+
+FINETUNE_KILL_SCRIPT = """
+import sys
+from sftlib.config import finetune_config
+from sftlib.finetune_batch import finetune_seeds
+configs = [finetune_config(c) for c in eval(sys.argv[1])]
+finetune_seeds(configs, eval(sys.argv[2]), progress=False)
+"""
+
+
+def _finetune_and_kill(params: list[dict], dirs: list[Path], wait_for: int) -> None:
+    """Start a batched fine-tuning run in a subprocess; SIGKILL it once the last seed wrote
+    ``wait_for`` checkpoints."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    args = [repr(params), repr([str(d) for d in dirs])]
+    proc = subprocess.Popen([sys.executable, "-c", FINETUNE_KILL_SCRIPT, *args], env=env)
+    _wait_and_kill(proc, dirs[-1] / "checkpoint.pt", wait_for)
+    assert not any((d / "summary.json").exists() for d in dirs)
+
+
+def _wait_and_kill(proc: subprocess.Popen, ckpt: Path, wait_for: int) -> None:
+    seen, last = 0, None
+    deadline = time.time() + 120
+    while seen < wait_for and time.time() < deadline and proc.poll() is None:
+        stat = ckpt.stat() if ckpt.exists() else None
+        if stat is not None and (stat.st_ino, stat.st_mtime_ns) != last:
+            last, seen = (stat.st_ino, stat.st_mtime_ns), seen + 1
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+def test_killed_batched_finetuning_resumes_to_identical_numbers(seed_pretraining, tmp_path):
+    """Killed after checkpoints, then resumed: the numbers of an unbroken run. (Pendulum's
+    episodes all last 200 steps, so the seeds stopped at one step and resume in one stack.)"""
+    dirs = seed_pretraining["td3bc"]
+    params = [ft_params(d, seed, online_steps=3000, eval_every=500) for seed, d in dirs.items()]
+    configs = [finetune_config(p) for p in params]
+    whole = [tmp_path / f"whole-{c.seed}" for c in configs]
+    killed = [tmp_path / f"killed-{c.seed}" for c in configs]
+    finetune_seeds(configs, whole, False)
+    _finetune_and_kill(params, killed, wait_for=3)
+    steps = {torch.load(d / "checkpoint.pt", weights_only=False)["state"]["step"] for d in killed}
+    assert len(steps) == 1 and 0 < steps.pop() < 3000
+    finetune_seeds(configs, killed, False)
+    for a, b in zip(whole, killed, strict=True):
+        assert_same_finetuning(a, b)
+        assert not (b / "checkpoint.pt").exists()
+
+
+@pytest.mark.slow
+def test_batched_finetuning_resumes_from_mixed_progress(seed_pretraining, tmp_path):
+    """One seed done alone, one stopped at a checkpoint, one not started: the same end (the
+    two unfinished seeds are at different steps, so they run in two stacks)."""
+    dirs = seed_pretraining["iql"]
+    params = [ft_params(d, seed, online_steps=2000, eval_every=500) for seed, d in dirs.items()]
+    configs = [finetune_config(p) for p in params]
+    whole = [tmp_path / f"whole-{c.seed}" for c in configs]
+    mixed = [tmp_path / f"mixed-{c.seed}" for c in configs]
+    finetune_seeds(configs, whole, False)
+    finetune(configs[0], mixed[0], progress=False)
+    _finetune_and_kill([params[1]], [mixed[1]], wait_for=2)
+    finetune_seeds(configs, mixed, False)
+    for a, b in zip(whole, mixed, strict=True):
+        assert_same_finetuning(a, b)
+
+
+def test_finetune_seeds_refuses_what_it_cannot_batch(seed_pretraining, tmp_path):
+    dirs = seed_pretraining["iql"]
+    outs = [tmp_path / "a", tmp_path / "b"]
+    with pytest.raises(ValueError, match="'sft' acts with anchor and learner"):
+        finetune_seeds([ft_config(dirs[s], s, variant="sft") for s in (0, 1)], outs)
+    with pytest.raises(ValueError, match="differing: \\['online_steps'\\]"):
+        finetune_seeds([ft_config(dirs[0], 0), ft_config(dirs[1], 1, online_steps=300)], outs)
+    with pytest.raises(ValueError, match="distinct"):
+        finetune_seeds([ft_config(dirs[0], 0), ft_config(dirs[1], 0)], outs)
+    other_algo = seed_pretraining["td3bc"][1]
+    with pytest.raises(CheckpointError, match="differ in more than their seed"):
+        finetune_seeds([ft_config(dirs[0], 0), ft_config(other_algo, 1)], outs)
     assert not any(tmp_path.iterdir())

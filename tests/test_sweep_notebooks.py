@@ -19,7 +19,7 @@ STUDY = {
     "study": "tiny",
     "datasets": [PENDULUM_ID],
     "algos": ["td3bc"],
-    "variants": ["sft"],
+    "variants": ["sft", "direct"],
     "seeds": [0, 1],
     "pretrain": {
         "offline_steps": 60,
@@ -54,9 +54,10 @@ def test_sweep_runs_the_phase_notebooks_end_to_end(pendulum_dataset, tmp_path):
         progress=False,
         show=False,
     )
-    # One pretraining execution trains both seeds in one process; one fine-tuning run each.
-    assert [r.status for r in report.results] == ["done", "done", "done"], report.table()
-    pre, ft, _ = plan(study, tmp_path / "results")
+    # One pretraining execution trains both seeds in one process; sft fine-tunes one seed a
+    # process, direct both seeds in one.
+    assert [r.status for r in report.results] == ["done"] * 4, report.table()
+    pre, ft, _, direct = plan(study, tmp_path / "results")
     assert sorted(pre.batch) == [1]
     for directory in pre.dirs:
         assert (directory / "agent.pt").exists() and (directory / "summary.json").exists()
@@ -67,5 +68,12 @@ def test_sweep_runs_the_phase_notebooks_end_to_end(pendulum_dataset, tmp_path):
     # Parameters from the study file reached the notebook and the config it built.
     assert summary["online_steps"] == 220 and summary["config"]["sft"]["reset_every"] == 100
     assert summary["n_resets"] == 2 and summary["variant"] == "sft"
+    assert sorted(direct.batch) == [1]
+    seed1 = yaml.safe_load((direct.batch[1] / "params.yaml").read_text())
+    assert seed1["pretrain_dir"] == str(pre.batch[1]) and seed1["seed"] == 1
+    for directory in direct.dirs:
+        summary = json.loads((directory / "summary.json").read_text())
+        assert summary["seeds_in_process"] == 2 and summary["variant"] == "direct"
     table = load_summaries(tmp_path / "results" / "tiny")
-    assert list(table["variant"]) == ["sft", "sft"] and table["algo"].tolist() == ["td3bc"] * 2
+    assert sorted(table["variant"]) == ["direct", "direct", "sft", "sft"]
+    assert table["algo"].tolist() == ["td3bc"] * 4

@@ -1,0 +1,166 @@
+"""Several fine-tuning seeds in one process: ``finetune_seeds(configs, out_dirs)`` runs the
+seeds of one study point side by side, one stacked learner updating every seed at once and
+one environment per seed. Each seed writes exactly the run directory of its one-seed run
+(:func:`sftlib.finetune.finetune`), the same numbers to the bit on the same machine when
+the update is not compiled, and resumes from the same checkpoints.
+
+Only variants whose learner acts alone (``direct``) batch: a composite variant decides its
+selections, switches, anchor updates and resets per seed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from sftlib.agents import Agent
+from sftlib.agents.seeds import seed_state, stack_agents
+from sftlib.buffer import Batch
+from sftlib.checkpoint import EXECUTION_FIELDS, CheckpointError, comparable_config, load_pretrained
+from sftlib.config import VARIANTS, FinetuneConfig
+from sftlib.finetune import FineTuner, FinetuneResult, resume_point
+
+BATCH_FIELDS = ("seed", "pretrain_dir")
+"""What may differ between the seeds of one :func:`finetune_seeds` batch."""
+
+
+def finetune_seeds(
+    configs: Sequence[FinetuneConfig],
+    out_dirs: Sequence[str | Path],
+    progress: bool = True,
+) -> list[FinetuneResult]:
+    """Fine-tune several seeds of one study point in one process: one stacked learner that
+    updates every seed at once, one environment per seed.
+
+    ``configs`` differ only in ``seed`` and ``pretrain_dir`` (pretraining runs of one study
+    point, or one shared checkpoint); ``out_dirs[k]`` is seed ``k``'s run directory. The
+    variant must let the learner act alone (``direct``): a composite variant decides its
+    selections, switches and resets per seed, and runs one seed per process
+    (:func:`sftlib.finetune.finetune`). Complete runs are returned as they are;
+    interrupted ones continue from their checkpoints, side by side with the seeds that
+    stopped at the same step (the seeds of one stack share Adam's step count, so seeds at
+    another step run in another stack, after this one). Each seed writes the files of its
+    one-seed run, with the same numbers on the same machine when the update is not compiled
+    (``torch_compile: off``). Every input is checked before any compute.
+    """
+    configs, dirs = list(configs), [Path(d) for d in out_dirs]
+    _check_finetune_batch(configs, dirs)
+    results: list[FinetuneResult | None] = [None] * len(configs)
+    pending: dict[int, list[tuple[int, dict | None]]] = {}
+    for index, (config, out) in enumerate(zip(configs, dirs, strict=True)):
+        results[index], checkpoint = resume_point(out, config)
+        if results[index] is None:
+            step = 0 if checkpoint is None else checkpoint["state"]["step"]
+            pending.setdefault(step, []).append((index, checkpoint))
+    offline = None
+    for members in pending.values():
+        tuners = []
+        for index, _ in members:
+            tuners.append(FineTuner(configs[index], dirs[index], offline))
+            offline = tuners[0].info, tuners[0].offline
+        ran = _side_by_side(tuners, [checkpoint for _, checkpoint in members], progress)
+        for (index, _), result in zip(members, ran, strict=True):
+            results[index] = result
+    return results  # type: ignore[return-value]
+
+
+def _check_finetune_batch(configs: list[FinetuneConfig], dirs: list[Path]) -> None:
+    if not configs or len(configs) != len(dirs):
+        raise ValueError("finetune_seeds needs one out_dir per config, and at least one config")
+
+    def shared(config: FinetuneConfig) -> dict[str, Any]:
+        return {k: v for k, v in comparable_config(config).items() if k not in BATCH_FIELDS}
+
+    reference = shared(configs[0])
+    for config in configs[1:]:
+        other = shared(config)
+        if other != reference:
+            differing = sorted(k for k in reference if reference[k] != other.get(k))
+            raise ValueError(
+                f"seeds of one batch must share every parameter but {list(BATCH_FIELDS)}; "
+                f"differing: {differing}"
+            )
+    seeds = [c.seed for c in configs]
+    if len(set(seeds)) != len(seeds) or len(set(dirs)) != len(dirs):
+        raise ValueError(f"seeds and out_dirs of one batch must be distinct, got seeds {seeds}")
+    if configs[0].sft.spec.composite:
+        raise ValueError(
+            f"variant {configs[0].sft.variant!r} acts with anchor and learner, decided per "
+            "seed: fine-tune its seeds one per process (finetune); finetune_seeds runs "
+            f"{[name for name, v in VARIANTS.items() if not v.composite]}"
+        )
+    pretrained = {d: load_pretrained(d) for d in dict.fromkeys(c.pretrain_dir for c in configs)}
+    kinds = {
+        (p["dataset_id"], p["algo"], json.dumps(_without_seed(p["config"]), sort_keys=True))
+        for p in pretrained.values()
+    }
+    if len(kinds) > 1:
+        raise CheckpointError(
+            f"the pretraining runs {[str(d) for d in pretrained]} differ in more than their "
+            "seed (dataset, algorithm or parameters): fine-tune them in separate batches"
+        )
+
+
+def _without_seed(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in ("seed", *EXECUTION_FIELDS)}
+
+
+def _side_by_side(
+    tuners: list[FineTuner], checkpoints: list[dict | None], progress: bool
+) -> list[FinetuneResult]:
+    """Run ``tuners`` (one seed each, all at one step) in lockstep: each step, one stacked
+    policy call for every seed's action, one environment step per seed, ``utd_ratio``
+    stacked updates on one batch per seed; evaluations, checkpoints and episode ends per
+    seed, by its own schedule."""
+    obs = [tuner.begin(checkpoint) for tuner, checkpoint in zip(tuners, checkpoints, strict=True)]
+    start, config = tuners[0].state.step, tuners[0].config
+    learner = stack_agents([t.learner for t in tuners])
+    if tuners[0].learner.compiled and not learner.compiled:
+        learner.compile_update()
+    bar = tqdm(
+        range(start + 1, config.online_steps + 1),
+        desc=f"finetune {config.sft.variant} seed {','.join(str(t.config.seed) for t in tuners)}",
+        disable=not progress,
+        initial=start,
+        total=config.online_steps,
+    )
+    for step in bar:
+        actions = learner.act_per_seed(np.stack(obs), deterministic=False)
+        stepped = []
+        for slot, tuner in enumerate(tuners):
+            tuner.state.step = step
+            stepped.append(tuner.explore(obs[slot], actions[slot], "learner"))
+        for _ in range(config.utd_ratio):
+            metrics = learner.update(Batch.stack([t.sample_batch() for t in tuners]), online=True)
+            for slot, tuner in enumerate(tuners):
+                tuner.state.log({k: v[slot : slot + 1] for k, v in metrics.items()})
+        for slot, (tuner, (next_obs, done)) in enumerate(zip(tuners, stepped, strict=True)):
+            if tuner.evaluates_at(step) or (done and tuner.checkpoint_due(step)):
+                _sync(learner, slot, tuner)  # what reads the learner reads this seed's own
+            tuner.after_updates(step)
+            obs[slot] = tuner.end_episode(step) if done else next_obs
+        if tuners[0].evaluates_at(step):
+            scores = [t.state.evals[-1]["executed_score"] for t in tuners]
+            bar.set_postfix(score=f"{np.mean(scores):.1f}")
+    results = []
+    for slot, tuner in enumerate(tuners):
+        _sync(learner, slot, tuner)
+        tuner.seeds_in_process = len(tuners)
+        tuner.state.elapsed = time.perf_counter() - tuner.clock_start
+        results.append(tuner.finish())
+    return results
+
+
+def _sync(learner: Agent, slot: int, tuner: FineTuner) -> None:
+    """Seed ``slot`` of the stacked ``learner`` into ``tuner.learner``."""
+    if learner is not tuner.learner:
+        tuner.learner.load_state_dict(seed_state(learner.state_dict(), slot))
+
+
+__all__ = ["finetune_seeds"]
