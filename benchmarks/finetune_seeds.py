@@ -5,8 +5,9 @@ process (``sftlib.finetune_batch.finetune_seeds``), measured interleaved in one 
     python benchmarks/finetune_seeds.py                       # Hopper medium, 64-64, K=3 and 8
     python benchmarks/finetune_seeds.py --hidden 128 --seeds 5 --steps 3000
 
-What is timed: whole ``finetune`` calls from pretraining checkpoints (environment steps,
-batch sampling, updates, the final evaluation of one episode), on 1 thread, uncompiled.
+What is timed: whole ``finetune`` calls from pretraining checkpoints (loading the dataset,
+environment steps, batch sampling, updates, the evaluations of one episode at the start and
+the end), on 1 thread, uncompiled.
 Printed: seed-steps per second (online steps summed over seeds / wall time) and the ratio
 batched / one seed at a time. The checkpoints come from a short pretraining run made here
 (``--offline-steps``); the dataset is built on first use like any local dataset.
