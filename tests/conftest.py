@@ -4,10 +4,30 @@ policy is a hand-written swing-up controller (expert without any training)."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+
+def kill_after_checkpoints(proc: subprocess.Popen, checkpoint: Path, count: int) -> None:
+    """SIGKILL ``proc`` once it has written ``checkpoint`` ``count`` times (each checkpoint is
+    a new file renamed into place: a new inode), and wait for it."""
+    seen, last = 0, None
+    deadline = time.time() + 120
+    while seen < count and time.time() < deadline and proc.poll() is None:
+        stat = checkpoint.stat() if checkpoint.exists() else None
+        if stat is not None and (stat.st_ino, stat.st_mtime_ns) != last:
+            last, seen = (stat.st_ino, stat.st_mtime_ns), seen + 1
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
 
 PENDULUM = "Pendulum-v1"
 PENDULUM_ID = "local/pendulum/expert-v0"

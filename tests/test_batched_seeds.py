@@ -6,10 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,7 @@ from sftlib.finetune import finetune
 from sftlib.finetune_batch import finetune_seeds
 from sftlib.pretrain import pretrain, pretrain_seeds
 
-from conftest import PENDULUM_ID
+from conftest import PENDULUM_ID, kill_after_checkpoints
 
 RUN_FILES = ("eval.csv", "train.csv")
 
@@ -190,16 +188,7 @@ def _run_and_kill(configs: list[PretrainConfig], dirs: list[Path], wait_for_chec
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     args = [repr([dataclasses.asdict(c) for c in configs]), repr([str(d) for d in dirs])]
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, *args], env=env)
-    ckpt, seen, last = dirs[-1] / "checkpoint.pt", 0, None
-    deadline = time.time() + 120
-    while seen < wait_for_checkpoints and time.time() < deadline and proc.poll() is None:
-        stat = ckpt.stat() if ckpt.exists() else None
-        if stat is not None and (stat.st_ino, stat.st_mtime_ns) != last:
-            last, seen = (stat.st_ino, stat.st_mtime_ns), seen + 1
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoints(proc, dirs[-1] / "checkpoint.pt", wait_for_checkpoints)
     assert all((d / "checkpoint.pt").exists() for d in dirs)
 
 
@@ -316,21 +305,8 @@ def _finetune_and_kill(params: list[dict], dirs: list[Path], wait_for: int) -> N
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     args = [repr(params), repr([str(d) for d in dirs])]
     proc = subprocess.Popen([sys.executable, "-c", FINETUNE_KILL_SCRIPT, *args], env=env)
-    _wait_and_kill(proc, dirs[-1] / "checkpoint.pt", wait_for)
+    kill_after_checkpoints(proc, dirs[-1] / "checkpoint.pt", wait_for)
     assert not any((d / "summary.json").exists() for d in dirs)
-
-
-def _wait_and_kill(proc: subprocess.Popen, ckpt: Path, wait_for: int) -> None:
-    seen, last = 0, None
-    deadline = time.time() + 120
-    while seen < wait_for and time.time() < deadline and proc.poll() is None:
-        stat = ckpt.stat() if ckpt.exists() else None
-        if stat is not None and (stat.st_ino, stat.st_mtime_ns) != last:
-            last, seen = (stat.st_ino, stat.st_mtime_ns), seen + 1
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 @pytest.mark.slow

@@ -4,10 +4,8 @@ run killed mid-way resumes to exactly the numbers of an uninterrupted one."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -24,7 +22,7 @@ from sftlib.finetune import FineTuner, finetune
 from sftlib.pretrain import pretrain
 from sftlib.utils import eval_seed, seed_everything
 
-from conftest import PENDULUM_ID
+from conftest import PENDULUM_ID, kill_after_checkpoints
 
 RUN_FILES = ("eval.csv", "events.csv", "checks.csv", "train.csv")
 
@@ -157,18 +155,8 @@ def _run_and_kill(tmp_path, kind: str, args: dict, out: Path, wait_for_checkpoin
     proc = subprocess.Popen(
         [sys.executable, "-c", KILL_SCRIPT, kind, str(out), repr(args)], env=env
     )
-    ckpt, seen, last = out / "checkpoint.pt", 0, None
-    deadline = time.time() + 120
-    while seen < wait_for_checkpoints and time.time() < deadline and proc.poll() is None:
-        # Each checkpoint is a new file renamed into place: a new inode.
-        stat = ckpt.stat() if ckpt.exists() else None
-        if stat is not None and (stat.st_ino, stat.st_mtime_ns) != last:
-            last, seen = (stat.st_ino, stat.st_mtime_ns), seen + 1
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert ckpt.exists() and not (out / "summary.json").exists()
+    kill_after_checkpoints(proc, out / "checkpoint.pt", wait_for_checkpoints)
+    assert (out / "checkpoint.pt").exists() and not (out / "summary.json").exists()
 
 
 @pytest.mark.slow
