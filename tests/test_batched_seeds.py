@@ -250,17 +250,10 @@ def ft_config(pretrain_dir: Path, seed: int, **kw) -> FinetuneConfig:
     return finetune_config(ft_params(pretrain_dir, seed, **kw))
 
 
-def finetune_summary(d: Path) -> dict:
-    s = json.loads((d / "summary.json").read_text())
-    for key in ("wall_time_s", "seeds_in_process"):
-        s.pop(key)
-    return s
-
-
 def assert_same_finetuning(a: Path, b: Path) -> None:
     for f in FINETUNE_FILES:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
-    assert finetune_summary(a) == finetune_summary(b)
+    assert summary(a) == summary(b)
 
 
 @pytest.mark.parametrize("algo", ["iql", "td3bc"])
