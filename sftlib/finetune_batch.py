@@ -140,27 +140,36 @@ def _side_by_side(
             metrics = learner.update(Batch.stack([t.sample_batch() for t in tuners]), online=True)
             for slot, tuner in enumerate(tuners):
                 tuner.state.log({k: v[slot : slot + 1] for k, v in metrics.items()})
+        # What reads a seed's learner (evaluation, checkpoint) reads this seed's own slice.
+        reading = [
+            slot
+            for slot, (tuner, (_, done)) in enumerate(zip(tuners, stepped, strict=True))
+            if tuner.evaluates_at(step) or (done and tuner.checkpoint_due(step))
+        ]
+        _sync(learner, tuners, reading)
         for slot, (tuner, (next_obs, done)) in enumerate(zip(tuners, stepped, strict=True)):
-            if tuner.evaluates_at(step) or (done and tuner.checkpoint_due(step)):
-                _sync(learner, slot, tuner)  # what reads the learner reads this seed's own
             tuner.after_updates(step)
             obs[slot] = tuner.end_episode(step) if done else next_obs
         if tuners[0].evaluates_at(step):
             scores = [t.state.evals[-1]["executed_score"] for t in tuners]
             bar.set_postfix(score=f"{np.mean(scores):.1f}")
+    _sync(learner, tuners, range(len(tuners)))
     results = []
-    for slot, tuner in enumerate(tuners):
-        _sync(learner, slot, tuner)
+    for tuner in tuners:
         tuner.seeds_in_process = len(tuners)
         tuner.state.elapsed = time.perf_counter() - tuner.clock_start
         results.append(tuner.finish())
     return results
 
 
-def _sync(learner: Agent, slot: int, tuner: FineTuner) -> None:
-    """Seed ``slot`` of the stacked ``learner`` into ``tuner.learner``."""
-    if learner is not tuner.learner:
-        tuner.learner.load_state_dict(seed_state(learner.state_dict(), slot))
+def _sync(learner: Agent, tuners: list[FineTuner], slots: Sequence[int]) -> None:
+    """Seed ``slot`` of the stacked ``learner`` into ``tuners[slot].learner``, for each of
+    ``slots`` (the stacked state read once)."""
+    slots = [slot for slot in slots if tuners[slot].learner is not learner]
+    if slots:
+        state = learner.state_dict()
+        for slot in slots:
+            tuners[slot].learner.load_state_dict(seed_state(state, slot))
 
 
 __all__ = ["finetune_seeds"]
