@@ -1,9 +1,10 @@
-"""Online fine-tuning throughput: K seeds of ``direct`` one after another (one process per
-seed, as a sweep without batching runs them) against the same K seeds side by side in one
-process (``sftlib.finetune_batch.finetune_seeds``), measured interleaved in one run.
+"""Online fine-tuning throughput: K seeds of ``direct`` (or ``pex``) one after another (one
+process per seed, as a sweep without batching runs them) against the same K seeds side by side
+in one process (``sftlib.finetune_batch.finetune_seeds``), measured interleaved in one run.
 
     python benchmarks/finetune_seeds.py                       # Hopper medium, 64-64, K=3 and 8
     python benchmarks/finetune_seeds.py --hidden 128 --seeds 5 --steps 3000
+    python benchmarks/finetune_seeds.py --variant pex --seeds 3
 
 What is timed: whole ``finetune`` calls from pretraining checkpoints (loading the dataset,
 environment steps, batch sampling, updates, the evaluations of one episode at the start and
@@ -34,6 +35,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dataset", default="local/hopper/medium-v0")
     p.add_argument("--algo", default="iql", choices=["iql", "td3bc", "calql", "sac"])
+    p.add_argument("--variant", default="direct", choices=["direct", "pex"])
     p.add_argument("--hidden", type=int, default=64, help="width of the 2 hidden layers")
     p.add_argument("--seeds", type=int, nargs="+", default=[3, 8], help="K values to time")
     p.add_argument("--steps", type=int, default=2000, help="online steps per seed")
@@ -64,7 +66,7 @@ def main() -> None:
                 finetune_config(
                     {
                         "pretrain_dir": str(pre[s]),
-                        "variant": "direct",
+                        "variant": a.variant,
                         "online_steps": a.steps,
                         "eval_every": a.steps,
                         "eval_episodes": 1,
@@ -89,7 +91,7 @@ def main() -> None:
                     rate = k * a.steps / (time.perf_counter() - start)
                     rates.setdefault((k, how), []).append(rate)
     print(
-        f"{a.algo} direct on {a.dataset} | hidden {[a.hidden] * 2} | {a.steps} online steps "
+        f"{a.algo} {a.variant} on {a.dataset} | hidden {[a.hidden] * 2} | {a.steps} online steps "
         f"per seed | 1 thread, eager | median of {a.reps} interleaved reps"
     )
     print(f"{'K':>3} {'one at a time':>15} {'side by side':>14} {'ratio':>7}   (seed-steps/s)")

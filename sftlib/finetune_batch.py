@@ -4,23 +4,26 @@ one environment per seed. Each seed writes exactly the run directory of its one-
 (:func:`sftlib.finetune.finetune`), the same numbers to the bit on the same machine when
 the update is not compiled, and resumes from the same checkpoints.
 
-Only variants whose learner acts alone (``direct``) batch: a composite variant decides its
-selections, switches, anchor updates and resets per seed.
+Variants batch when nothing but the learner's own updates changes it (``direct``, and
+``pex``, whose fixed offline policy competes with each seed's slice of the stacked learner):
+SFT decides its switches, anchor updates and resets per seed, and runs one seed a process.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from sftlib.agents import Agent
-from sftlib.agents.seeds import seed_state, stack_agents
+from sftlib.agents.seeds import bind_seed, seed_state, stack_agents
 from sftlib.buffer import Batch
 from sftlib.checkpoint import EXECUTION_FIELDS, CheckpointError, comparable_config, load_pretrained
 from sftlib.config import VARIANTS, FinetuneConfig
@@ -40,9 +43,9 @@ def finetune_seeds(
 
     ``configs`` differ only in ``seed`` and ``pretrain_dir`` (pretraining runs of one study
     point, or one shared checkpoint); ``out_dirs[k]`` is seed ``k``'s run directory. The
-    variant must let the learner act alone (``direct``): a composite variant decides its
-    selections, switches and resets per seed, and runs one seed per process
-    (:func:`sftlib.finetune.finetune`). Complete runs are returned as they are;
+    variant must be one whose learner only its own updates change (``direct``, ``pex``:
+    :attr:`sftlib.config.Variant.batches`); SFT switches and resets per seed, and runs one
+    seed per process (:func:`sftlib.finetune.finetune`). Complete runs are returned as they are;
     interrupted ones continue from their checkpoints, side by side with the seeds that
     stopped at the same step (the seeds of one stack share Adam's step count, so seeds at
     another step run in another stack, after this one). Each seed writes the files of its
@@ -60,11 +63,13 @@ def finetune_seeds(
             pending.setdefault(step, []).append((index, checkpoint))
     offline = None
     for members in pending.values():
-        tuners = []
+        tuners, rngs = [], []
         for index, _ in members:
             tuners.append(FineTuner(configs[index], dirs[index], offline))
+            rngs.append(torch.get_rng_state())  # as the seed's own process would have it now
             offline = tuners[0].info, tuners[0].offline
-        ran = _side_by_side(tuners, [checkpoint for _, checkpoint in members], progress)
+        checkpoints = [checkpoint for _, checkpoint in members]
+        ran = _side_by_side(tuners, checkpoints, rngs, progress)
         for (index, _), result in zip(members, ran, strict=True):
             results[index] = result
     return results  # type: ignore[return-value]
@@ -89,11 +94,11 @@ def _check_finetune_batch(configs: list[FinetuneConfig], dirs: list[Path]) -> No
     seeds = [c.seed for c in configs]
     if len(set(seeds)) != len(seeds) or len(set(dirs)) != len(dirs):
         raise ValueError(f"seeds and out_dirs of one batch must be distinct, got seeds {seeds}")
-    if configs[0].sft.spec.composite:
+    if not configs[0].sft.spec.batches:
         raise ValueError(
-            f"variant {configs[0].sft.variant!r} acts with anchor and learner, decided per "
-            "seed: fine-tune its seeds one per process (finetune); finetune_seeds runs "
-            f"{[name for name, v in VARIANTS.items() if not v.composite]}"
+            f"variant {configs[0].sft.variant!r} switches, resets or estimates per seed: "
+            "fine-tune its seeds one per process (finetune); finetune_seeds runs "
+            f"{[name for name, v in VARIANTS.items() if v.batches]}"
         )
     pretrained = {d: load_pretrained(d) for d in dict.fromkeys(c.pretrain_dir for c in configs)}
     kinds = {
@@ -112,17 +117,41 @@ def _without_seed(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _side_by_side(
-    tuners: list[FineTuner], checkpoints: list[dict | None], progress: bool
+    tuners: list[FineTuner],
+    checkpoints: list[dict | None],
+    rngs: list[torch.Tensor],
+    progress: bool,
 ) -> list[FinetuneResult]:
-    """Run ``tuners`` (one seed each, all at one step) in lockstep: each step, one stacked
-    policy call for every seed's action, one environment step per seed, ``utd_ratio``
-    stacked updates on one batch per seed; evaluations, checkpoints and episode ends per
-    seed, by its own schedule."""
-    obs = [tuner.begin(checkpoint) for tuner, checkpoint in zip(tuners, checkpoints, strict=True)]
+    """Run ``tuners`` (one seed each, all at one step) in lockstep: each step, every seed's
+    action (``direct``: one stacked policy call; ``pex``: each seed's selection between its
+    anchor and its slice of the stacked learner), one environment step per seed,
+    ``utd_ratio`` stacked updates on one batch per seed; evaluations, checkpoints and
+    episode ends per seed, by its own schedule.
+
+    Each seed keeps its own global torch random state (``rngs``, updated in place; PEX
+    samples its selection from it), swapped in around the seed's own work, as its one-seed
+    process would have it."""
+
+    @contextmanager
+    def own(slot: int) -> Iterator[None]:
+        torch.set_rng_state(rngs[slot])
+        try:
+            yield
+        finally:
+            rngs[slot] = torch.get_rng_state()
+
+    obs = []
+    for slot, (tuner, checkpoint) in enumerate(zip(tuners, checkpoints, strict=True)):
+        with own(slot):
+            obs.append(tuner.begin(checkpoint))
     start, config = tuners[0].state.step, tuners[0].config
     learner = stack_agents([t.learner for t in tuners])
     if tuners[0].learner.compiled and not learner.compiled:
         learner.compile_update()
+    if learner is not tuners[0].learner:
+        for slot, tuner in enumerate(tuners):
+            bind_seed(tuner.learner, learner, slot)  # acts and evaluates with the stack
+    composite = tuners[0].variant.composite
     bar = tqdm(
         range(start + 1, config.online_steps + 1),
         desc=f"finetune {config.sft.variant} seed {','.join(str(t.config.seed) for t in tuners)}",
@@ -131,29 +160,35 @@ def _side_by_side(
         total=config.online_steps,
     )
     for step in bar:
-        actions = learner.act_per_seed(np.stack(obs), deterministic=False)
+        if not composite:
+            actions = learner.act_per_seed(np.stack(obs), deterministic=False)
         stepped = []
         for slot, tuner in enumerate(tuners):
             tuner.state.step = step
-            stepped.append(tuner.explore(obs[slot], actions[slot], "learner"))
+            if composite:
+                with own(slot):
+                    action, actor = tuner.act(obs[slot], deterministic=False)
+            else:
+                action, actor = actions[slot], "learner"
+            stepped.append(tuner.explore(obs[slot], action, actor))
         for _ in range(config.utd_ratio):
             metrics = learner.update(Batch.stack([t.sample_batch() for t in tuners]), online=True)
             for slot, tuner in enumerate(tuners):
                 tuner.state.log({k: v[slot : slot + 1] for k, v in metrics.items()})
-        # What reads a seed's learner (evaluation, checkpoint) reads this seed's own slice.
-        reading = [
+        # A checkpoint holds the seed's optimiser state: its slice of the stacked one.
+        saving = [
             slot
             for slot, (tuner, (_, done)) in enumerate(zip(tuners, stepped, strict=True))
-            if tuner.evaluates_at(step) or (done and tuner.checkpoint_due(step))
+            if done and tuner.checkpoint_due(step)
         ]
-        _sync(learner, tuners, reading)
+        _sync(learner, tuners, saving)
         for slot, (tuner, (next_obs, done)) in enumerate(zip(tuners, stepped, strict=True)):
-            tuner.after_updates(step)
-            obs[slot] = tuner.end_episode(step) if done else next_obs
+            with own(slot):
+                tuner.after_updates(step)
+                obs[slot] = tuner.end_episode(step) if done else next_obs
         if tuners[0].evaluates_at(step):
             scores = [t.state.evals[-1]["executed_score"] for t in tuners]
             bar.set_postfix(score=f"{np.mean(scores):.1f}")
-    _sync(learner, tuners, range(len(tuners)))
     results = []
     for tuner in tuners:
         tuner.seeds_in_process = len(tuners)
@@ -163,8 +198,8 @@ def _side_by_side(
 
 
 def _sync(learner: Agent, tuners: list[FineTuner], slots: Sequence[int]) -> None:
-    """Seed ``slot`` of the stacked ``learner`` into ``tuners[slot].learner``, for each of
-    ``slots`` (the stacked state read once)."""
+    """Seed ``slot`` of the stacked ``learner``'s state, optimiser included, into
+    ``tuners[slot].learner``, for each of ``slots`` (the stacked state read once)."""
     slots = [slot for slot in slots if tuners[slot].learner is not learner]
     if slots:
         state = learner.state_dict()

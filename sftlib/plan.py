@@ -84,8 +84,9 @@ def plan(
     Pretraining trains up to ``seeds_per_process`` seeds of one (dataset, algo) in one
     process, as one stacked model (0: all of them): each seed still writes exactly its own
     one-seed run (:func:`sftlib.pretrain.pretrain_seeds`). Fine-tuning does the same, in
-    the same groups of seeds, for variants whose learner acts alone (``direct``,
-    :func:`sftlib.finetune_batch.finetune_seeds`); the other variants run one seed a process.
+    the same groups of seeds, for variants whose learner only its own updates change
+    (``direct``, ``pex``: :func:`sftlib.finetune_batch.finetune_seeds`); SFT's variants run
+    one seed a process.
     """
     if seeds_per_process < 0:
         raise ValueError(f"seeds_per_process must be >= 0, got {seeds_per_process}")
@@ -125,9 +126,10 @@ def plan(
                 )
             groups = [sp.seeds[i : i + per_process] for i in range(0, len(sp.seeds), per_process)]
             for variant in sp.variants:
-                # A variant whose learner acts alone fine-tunes the seeds of a pretraining
-                # process together, as one stacked learner; the others one seed a process.
-                together = not VARIANTS[variant].composite
+                # A variant whose learner only its own updates change fine-tunes the seeds of
+                # a pretraining process together, as one stacked learner; SFT's variants one
+                # seed a process.
+                together = VARIANTS[variant].batches
                 for point in sp.grid_points():
                     label = variant + sp.grid_suffix(point)
                     for group in groups if together else [[seed] for seed in sp.seeds]:

@@ -14,7 +14,8 @@ of its dataset, algo and seed (parameter ``pretrain_dir``), which must complete 
 Pretraining trains the seeds of one (dataset, algo) in one process as one stacked model
 (``seeds_per_process``, default all): one notebook execution, in the first seed's run
 directory, writes every seed's run directory exactly as a one-seed run would. Fine-tuning
-variants whose learner acts alone (``direct``) run the same groups of seeds together.
+variants whose learner only its own updates change (``direct``, ``pex``) run the same groups
+of seeds together.
 
 Every run directory holds ``params.yaml`` (every config field, defaults resolved, plus
 ``out_dir``: exactly what papermill injects), the executed notebook, ``run.log`` (the

@@ -256,10 +256,16 @@ def assert_same_finetuning(a: Path, b: Path) -> None:
     assert summary(a) == summary(b)
 
 
-@pytest.mark.parametrize("algo", ["iql", "td3bc"])
-def test_batched_finetuning_writes_each_seeds_one_seed_run(seed_pretraining, tmp_path, algo):
+@pytest.mark.parametrize(
+    "algo,variant", [("iql", "direct"), ("td3bc", "direct"), ("iql", "pex"), ("td3bc", "pex")]
+)
+def test_batched_finetuning_writes_each_seeds_one_seed_run(
+    seed_pretraining, tmp_path, algo, variant
+):
+    """PEX samples its selection from the global torch generator and acts with the learner's
+    generator, both per seed: a batch that shared either would differ from the seeds alone."""
     dirs = seed_pretraining[algo]
-    configs = [ft_config(d, seed) for seed, d in dirs.items()]
+    configs = [ft_config(d, seed, variant=variant) for seed, d in dirs.items()]
     for c in configs:
         finetune(c, tmp_path / f"alone-{c.seed}", progress=False)
     results = finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
@@ -307,7 +313,10 @@ def test_killed_batched_finetuning_resumes_to_identical_numbers(seed_pretraining
     """Killed after checkpoints, then resumed: the numbers of an unbroken run. (Pendulum's
     episodes all last 200 steps, so the seeds stopped at one step and resume in one stack.)"""
     dirs = seed_pretraining["td3bc"]
-    params = [ft_params(d, seed, online_steps=3000, eval_every=500) for seed, d in dirs.items()]
+    params = [
+        ft_params(d, seed, online_steps=3000, eval_every=500, variant="pex")
+        for seed, d in dirs.items()
+    ]
     configs = [finetune_config(p) for p in params]
     whole = [tmp_path / f"whole-{c.seed}" for c in configs]
     killed = [tmp_path / f"killed-{c.seed}" for c in configs]
@@ -341,8 +350,9 @@ def test_batched_finetuning_resumes_from_mixed_progress(seed_pretraining, tmp_pa
 def test_finetune_seeds_refuses_what_it_cannot_batch(seed_pretraining, tmp_path):
     dirs = seed_pretraining["iql"]
     outs = [tmp_path / "a", tmp_path / "b"]
-    with pytest.raises(ValueError, match="'sft' acts with anchor and learner"):
-        finetune_seeds([ft_config(dirs[s], s, variant="sft") for s in (0, 1)], outs)
+    for variant in ("sft", "sft-noswitch", "sft-noreset"):
+        with pytest.raises(ValueError, match=f"'{variant}' switches, resets or estimates"):
+            finetune_seeds([ft_config(dirs[s], s, variant=variant) for s in (0, 1)], outs)
     with pytest.raises(ValueError, match="differing: \\['online_steps'\\]"):
         finetune_seeds([ft_config(dirs[0], 0), ft_config(dirs[1], 1, online_steps=300)], outs)
     with pytest.raises(ValueError, match="distinct"):

@@ -87,3 +87,22 @@ def stack_agents(agents: Sequence[Agent]) -> Agent:
     )
     stacked.load_state_dict(stack_states([a.state_dict() for a in agents]))
     return stacked
+
+
+def bind_seed(agent: Agent, stacked: Agent, index: int) -> None:
+    """Make the one-seed ``agent`` act with seed ``index`` of ``stacked``, as it is now and
+    as it trains: its networks and targets become views of that seed's slice of the stacked
+    ones, and its generator the seed's generator in the stack (the one the stacked updates
+    draw from). Its optimiser state is not bound: load it from the stacked state when a
+    checkpoint needs it (:func:`seed_state`)."""
+    if agent.seeds != 1 or type(agent) is not type(stacked) or not 0 <= index < stacked.seeds:
+        raise ValueError(f"bind_seed binds a one-seed {type(stacked).__name__} to a stack seed")
+    pairs = [(agent.modules(), stacked.modules()), (agent.targets, stacked.targets)]
+    with torch.no_grad():
+        for mine, theirs in pairs:
+            for key, module in mine.items():
+                params = zip(module.parameters(), theirs[key].parameters(), strict=True)
+                for p, q in params:
+                    size = q.shape[0] // stacked.seeds
+                    p.data = q.data[index * size : (index + 1) * size]
+    agent.generators = [stacked.generators[index]]
