@@ -1,10 +1,10 @@
-"""Online fine-tuning throughput: K seeds of ``direct`` (or ``pex``) one after another (one
+"""Online fine-tuning throughput: K seeds of ``direct`` (``pex``, ``sft``) one after another (one
 process per seed, as a sweep without batching runs them) against the same K seeds side by side
 in one process (``sftlib.finetune_batch.finetune_seeds``), measured interleaved in one run.
 
     python benchmarks/finetune_seeds.py                       # Hopper medium, 64-64, K=3 and 8
     python benchmarks/finetune_seeds.py --hidden 128 --seeds 5 --steps 3000
-    python benchmarks/finetune_seeds.py --variant pex --seeds 3
+    python benchmarks/finetune_seeds.py --variant sft --seeds 3
 
 What is timed: whole ``finetune`` calls from pretraining checkpoints (loading the dataset,
 environment steps, batch sampling, updates, the evaluations of one episode at the start and
@@ -35,7 +35,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dataset", default="local/hopper/medium-v0")
     p.add_argument("--algo", default="iql", choices=["iql", "td3bc", "calql", "sac"])
-    p.add_argument("--variant", default="direct", choices=["direct", "pex"])
+    p.add_argument("--variant", default="direct", choices=["direct", "pex", "sft"])
     p.add_argument("--hidden", type=int, default=64, help="width of the 2 hidden layers")
     p.add_argument("--seeds", type=int, nargs="+", default=[3, 8], help="K values to time")
     p.add_argument("--steps", type=int, default=2000, help="online steps per seed")

@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="seeds of one (dataset, algo) pretrained in one process as one stacked model, "
-        "and fine-tuned so where the variant allows it (direct, pex) "
+        "and fine-tuned so, every variant "
         "(default 0: all of them; 1: one process per seed)",
     )
 

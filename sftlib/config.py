@@ -40,14 +40,6 @@ class Variant:
     selection: str | None = None
     """Selection rule forced by the variant (None: ``selection``)."""
 
-    @property
-    def batches(self) -> bool:
-        """Whether seeds of this variant fine-tune side by side on one stacked learner
-        (:func:`sftlib.finetune_batch.finetune_seeds`): only the learner's own updates change
-        it, the same for every seed at every step (no switch, no reset, no estimator of its
-        own per seed)."""
-        return not self.switch and not self.reset and self.ope is None
-
 
 VARIANTS: dict[str, Variant] = {
     "direct": Variant(composite=False, switch=False, reset=False, ope=None),

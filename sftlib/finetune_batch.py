@@ -4,9 +4,12 @@ one environment per seed. Each seed writes exactly the run directory of its one-
 (:func:`sftlib.finetune.finetune`), the same numbers to the bit on the same machine when
 the update is not compiled, and resumes from the same checkpoints.
 
-Variants batch when nothing but the learner's own updates changes it (``direct``, and
-``pex``, whose fixed offline policy competes with each seed's slice of the stacked learner):
-SFT decides its switches, anchor updates and resets per seed, and runs one seed a process.
+Every variant batches. What a seed decides stays its own: PEX's and SFT's selections, SFT's
+stability checks, switches, Monte-Carlo and FQE estimates, anchor updates and resets run per
+seed on a one-seed learner bound to that seed's slice of the stack
+(:func:`sftlib.agents.seeds.bind_seed`), with the seed's own random states. Only the learner's
+gradient updates are stacked; resets come at the same steps for every seed (the schedule),
+after which the stack's Adam state starts afresh, as each seed's would alone.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 from sftlib.agents import Agent
-from sftlib.agents.seeds import bind_seed, seed_state, stack_agents
+from sftlib.agents.seeds import bind_seed, is_bound, seed_state, stack_agents
 from sftlib.buffer import Batch
 from sftlib.checkpoint import EXECUTION_FIELDS, CheckpointError, comparable_config, load_pretrained
-from sftlib.config import VARIANTS, FinetuneConfig
+from sftlib.config import FinetuneConfig
 from sftlib.finetune import FineTuner, FinetuneResult, resume_point
 
 BATCH_FIELDS = ("seed", "pretrain_dir")
@@ -42,10 +45,9 @@ def finetune_seeds(
     updates every seed at once, one environment per seed.
 
     ``configs`` differ only in ``seed`` and ``pretrain_dir`` (pretraining runs of one study
-    point, or one shared checkpoint); ``out_dirs[k]`` is seed ``k``'s run directory. The
-    variant must be one whose learner only its own updates change (``direct``, ``pex``:
-    :attr:`sftlib.config.Variant.batches`); SFT switches and resets per seed, and runs one
-    seed per process (:func:`sftlib.finetune.finetune`). Complete runs are returned as they are;
+    point, or one shared checkpoint); ``out_dirs[k]`` is seed ``k``'s run directory. Any
+    variant: each seed's decisions (selection, switch, estimates, anchor updates) stay its
+    own, on its slice of the stacked learner. Complete runs are returned as they are;
     interrupted ones continue from their checkpoints, side by side with the seeds that
     stopped at the same step (the seeds of one stack share Adam's step count, so seeds at
     another step run in another stack, after this one). Each seed writes the files of its
@@ -94,12 +96,6 @@ def _check_finetune_batch(configs: list[FinetuneConfig], dirs: list[Path]) -> No
     seeds = [c.seed for c in configs]
     if len(set(seeds)) != len(seeds) or len(set(dirs)) != len(dirs):
         raise ValueError(f"seeds and out_dirs of one batch must be distinct, got seeds {seeds}")
-    if not configs[0].sft.spec.batches:
-        raise ValueError(
-            f"variant {configs[0].sft.variant!r} switches, resets or estimates per seed: "
-            "fine-tune its seeds one per process (finetune); finetune_seeds runs "
-            f"{[name for name, v in VARIANTS.items() if v.batches]}"
-        )
     pretrained = {d: load_pretrained(d) for d in dict.fromkeys(c.pretrain_dir for c in configs)}
     kinds = {
         (p["dataset_id"], p["algo"], json.dumps(_without_seed(p["config"]), sort_keys=True))
@@ -123,14 +119,15 @@ def _side_by_side(
     progress: bool,
 ) -> list[FinetuneResult]:
     """Run ``tuners`` (one seed each, all at one step) in lockstep: each step, every seed's
-    action (``direct``: one stacked policy call; ``pex``: each seed's selection between its
-    anchor and its slice of the stacked learner), one environment step per seed,
-    ``utd_ratio`` stacked updates on one batch per seed; evaluations, checkpoints and
-    episode ends per seed, by its own schedule.
+    action (``direct``: one stacked policy call; composite variants: each seed's selection
+    between its anchor and its slice of the stacked learner), one environment step per seed,
+    ``utd_ratio`` stacked updates on one batch per seed; then per seed, by its own schedule
+    and state, what follows the updates (FQE updates, stability check, reset, evaluation)
+    and the episode's end.
 
     Each seed keeps its own global torch random state (``rngs``, updated in place; PEX
-    samples its selection from it), swapped in around the seed's own work, as its one-seed
-    process would have it."""
+    samples its selection from it, a reset its fresh weights), swapped in around the seed's
+    own work, as its one-seed process would have it."""
 
     @contextmanager
     def own(slot: int) -> Iterator[None]:
@@ -186,6 +183,7 @@ def _side_by_side(
             with own(slot):
                 tuner.after_updates(step)
                 obs[slot] = tuner.end_episode(step) if done else next_obs
+        _after_resets(learner, tuners)
         if tuners[0].evaluates_at(step):
             scores = [t.state.evals[-1]["executed_score"] for t in tuners]
             bar.set_postfix(score=f"{np.mean(scores):.1f}")
@@ -195,6 +193,20 @@ def _side_by_side(
         tuner.state.elapsed = time.perf_counter() - tuner.clock_start
         results.append(tuner.finish())
     return results
+
+
+def _after_resets(learner: Agent, tuners: list[FineTuner]) -> None:
+    """After a step at which the seeds reset their learners: the reset weights are already in
+    the stack (a seed's reset writes through its binding); each seed also rebuilt its Adam
+    state, which unbound it. Start the stack's Adam state afresh and bind the seeds again."""
+    bound = [is_bound(tuner.learner, learner, slot) for slot, tuner in enumerate(tuners)]
+    if all(bound):
+        return
+    if any(bound):
+        raise RuntimeError("the seeds of one stack must reset their learners at the same steps")
+    learner.reset_optimizers()
+    for slot, tuner in enumerate(tuners):
+        bind_seed(tuner.learner, learner, slot)
 
 
 def _sync(learner: Agent, tuners: list[FineTuner], slots: Sequence[int]) -> None:

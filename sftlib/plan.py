@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sftlib.config import VARIANTS, resolved_finetune, resolved_pretrain
+from sftlib.config import resolved_finetune, resolved_pretrain
 from sftlib.layout import PRETRAIN_DIRNAME, SUMMARY, run_dir
 from sftlib.study import StudyParams
 
@@ -84,9 +84,8 @@ def plan(
     Pretraining trains up to ``seeds_per_process`` seeds of one (dataset, algo) in one
     process, as one stacked model (0: all of them): each seed still writes exactly its own
     one-seed run (:func:`sftlib.pretrain.pretrain_seeds`). Fine-tuning does the same, in
-    the same groups of seeds, for variants whose learner only its own updates change
-    (``direct``, ``pex``: :func:`sftlib.finetune_batch.finetune_seeds`); SFT's variants run
-    one seed a process.
+    the same groups of seeds, for every variant (:func:`sftlib.finetune_batch.finetune_seeds`:
+    one stacked learner, each seed's decisions its own).
     """
     if seeds_per_process < 0:
         raise ValueError(f"seeds_per_process must be >= 0, got {seeds_per_process}")
@@ -126,13 +125,10 @@ def plan(
                 )
             groups = [sp.seeds[i : i + per_process] for i in range(0, len(sp.seeds), per_process)]
             for variant in sp.variants:
-                # A variant whose learner only its own updates change fine-tunes the seeds of
-                # a pretraining process together, as one stacked learner; SFT's variants one
-                # seed a process.
-                together = VARIANTS[variant].batches
+                # The seeds of a pretraining process fine-tune together, as one stacked learner.
                 for point in sp.grid_points():
                     label = variant + sp.grid_suffix(point)
-                    for group in groups if together else [[seed] for seed in sp.seeds]:
+                    for group in groups:
                         lead, *others = group
                         out_dirs = {
                             seed: run_dir(root, sp.study, dataset, algo, label, seed)

@@ -14,8 +14,7 @@ of its dataset, algo and seed (parameter ``pretrain_dir``), which must complete 
 Pretraining trains the seeds of one (dataset, algo) in one process as one stacked model
 (``seeds_per_process``, default all): one notebook execution, in the first seed's run
 directory, writes every seed's run directory exactly as a one-seed run would. Fine-tuning
-variants whose learner only its own updates change (``direct``, ``pex``) run the same groups
-of seeds together.
+runs the same groups of seeds together, each seed's decisions its own.
 
 Every run directory holds ``params.yaml`` (every config field, defaults resolved, plus
 ``out_dir``: exactly what papermill injects), the executed notebook, ``run.log`` (the
@@ -366,9 +365,9 @@ def run_sweep(
     """Run every incomplete run of the study; see the module docstring for the rules.
 
     ``seeds_per_process``: seeds of one (dataset, algo) pretrained together in one process,
-    and fine-tuned together where the variant allows it (0: all of them; 1: one process per
-    seed); see :func:`plan`. ``pretrain_only`` runs the
-    pretraining runs alone (fine-tune later with the same study file).
+    and fine-tuned together (0: all of them; 1: one process per seed); see :func:`plan`.
+    ``pretrain_only`` runs the pretraining runs alone (fine-tune later with the same study
+    file).
 
     ``ensure_datasets``: ``True`` calls ``sftlib.factory.ensure_dataset``, a callable is
     called instead (``dataset_id -> anything``), ``False`` skips the dataset phase.

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from sftlib.agents import make_agent
-from sftlib.agents.seeds import seed_state, stack_agents, stack_states
+from sftlib.agents.seeds import bind_seed, is_bound, seed_state, stack_agents, stack_states
 from sftlib.buffer import Batch
 from sftlib.checkpoint import CheckpointError
 from sftlib.config import FinetuneConfig, PretrainConfig, finetune_config
@@ -144,6 +144,37 @@ def test_a_seed_in_a_stack_updates_exactly_as_alone(algo):
             assert torch.equal(split["modules"][module][name], tensor), (module, name)
 
 
+def test_a_bound_seed_acts_with_the_stack_and_copies_its_current_weights():
+    agents = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        agents.append(make_agent("iql", 3, 2, {"hidden": (8, 8), "batch_size": 32}))
+    stacked = stack_agents(agents)
+    bound = agents[1]
+    bind_seed(bound, stacked, 1)
+    assert is_bound(bound, stacked, 1) and not is_bound(agents[0], stacked, 0)
+    generator = torch.Generator().manual_seed(0)
+    batch = Batch(
+        torch.randn(3, 32, 3, generator=generator),
+        torch.rand(3, 32, 2, generator=generator) * 2 - 1,
+        torch.randn(3, 32, generator=generator),
+        torch.randn(3, 32, 3, generator=generator),
+        torch.zeros(3, 32),
+    )
+    stacked.update(batch)
+    now = seed_state(stacked.state_dict(), 1)["modules"]
+    for module, params in bound.state_dict()["modules"].items():
+        for name, tensor in params.items():
+            assert torch.equal(tensor, now[module][name]), (module, name)
+    snapshot = bound.snapshot()  # a copy holds the weights of the moment, not the binding
+    stacked.update(batch)
+    weight = snapshot.actor.net.layers[0].weight
+    assert torch.equal(weight, now["actor"]["net.layers.0.weight"])
+    assert not torch.equal(weight, bound.actor.net.layers[0].weight)
+    with pytest.raises(RuntimeError, match="no longer live in this optimiser"):
+        bound.optimizers["all"].step()  # its weights are the stack's: only the stack trains
+
+
 # --- batched pretraining ----------------------------------------------------------------------
 @pytest.mark.parametrize("algo", ["iql", "td3bc"])
 def test_batched_pretraining_writes_each_seeds_one_seed_run(pendulum_dataset, tmp_path, algo):
@@ -232,7 +263,15 @@ def seed_pretraining(pendulum_dataset, tmp_path_factory):
     return out
 
 
+SFT_SCHEDULE = dict(
+    check_every=50, patience=1, reset_every=250, reset_start=250, probe_size=32, mc_episodes=3
+)
+"""SFT's checks and resets often enough to happen within a few hundred steps."""
+
+
 def ft_params(pretrain_dir: Path, seed: int, **kw) -> dict:
+    if kw.get("variant", "direct").startswith("sft"):
+        kw = {**SFT_SCHEDULE, **kw}
     base = dict(
         pretrain_dir=str(pretrain_dir),
         variant="direct",
@@ -256,14 +295,15 @@ def assert_same_finetuning(a: Path, b: Path) -> None:
     assert summary(a) == summary(b)
 
 
-@pytest.mark.parametrize(
-    "algo,variant", [("iql", "direct"), ("td3bc", "direct"), ("iql", "pex"), ("td3bc", "pex")]
-)
+@pytest.mark.parametrize("variant", ["direct", "pex", "sft"])
+@pytest.mark.parametrize("algo", ["iql", "td3bc"])
 def test_batched_finetuning_writes_each_seeds_one_seed_run(
     seed_pretraining, tmp_path, algo, variant
 ):
     """PEX samples its selection from the global torch generator and acts with the learner's
-    generator, both per seed: a batch that shared either would differ from the seeds alone."""
+    generator, both per seed: a batch that shared either would differ from the seeds alone.
+    SFT also checks, switches, estimates, updates its anchor and resets per seed, the reset
+    drawing fresh weights from the seed's global generator and restarting Adam."""
     dirs = seed_pretraining[algo]
     configs = [ft_config(d, seed, variant=variant) for seed, d in dirs.items()]
     for c in configs:
@@ -277,6 +317,9 @@ def test_batched_finetuning_writes_each_seeds_one_seed_run(
     # The seeds really differ: a batch that ran one seed three times would fail above.
     scores = {(tmp_path / f"batch-{c.seed}" / "eval.csv").read_text() for c in configs}
     assert len(scores) == 3
+    if variant == "sft":  # the mechanisms above happened
+        events = "".join((tmp_path / f"batch-{c.seed}" / "events.csv").read_text() for c in configs)
+        assert events.count(",reset,") == 3
 
 
 def test_seeds_sharing_one_pretraining_checkpoint_fine_tune_together(seed_pretraining, tmp_path):
@@ -309,12 +352,16 @@ def _finetune_and_kill(params: list[dict], dirs: list[Path], wait_for: int) -> N
 
 
 @pytest.mark.slow
-def test_killed_batched_finetuning_resumes_to_identical_numbers(seed_pretraining, tmp_path):
+@pytest.mark.parametrize("variant", ["pex", "sft"])
+def test_killed_batched_finetuning_resumes_to_identical_numbers(
+    seed_pretraining, tmp_path, variant
+):
     """Killed after checkpoints, then resumed: the numbers of an unbroken run. (Pendulum's
-    episodes all last 200 steps, so the seeds stopped at one step and resume in one stack.)"""
+    episodes all last 200 steps, so the seeds stopped at one step and resume in one stack;
+    SFT resets every 250 steps, before and after the kill.)"""
     dirs = seed_pretraining["td3bc"]
     params = [
-        ft_params(d, seed, online_steps=3000, eval_every=500, variant="pex")
+        ft_params(d, seed, online_steps=3000, eval_every=500, variant=variant)
         for seed, d in dirs.items()
     ]
     configs = [finetune_config(p) for p in params]
@@ -350,9 +397,6 @@ def test_batched_finetuning_resumes_from_mixed_progress(seed_pretraining, tmp_pa
 def test_finetune_seeds_refuses_what_it_cannot_batch(seed_pretraining, tmp_path):
     dirs = seed_pretraining["iql"]
     outs = [tmp_path / "a", tmp_path / "b"]
-    for variant in ("sft", "sft-noswitch", "sft-noreset"):
-        with pytest.raises(ValueError, match=f"'{variant}' switches, resets or estimates"):
-            finetune_seeds([ft_config(dirs[s], s, variant=variant) for s in (0, 1)], outs)
     with pytest.raises(ValueError, match="differing: \\['online_steps'\\]"):
         finetune_seeds([ft_config(dirs[0], 0), ft_config(dirs[1], 1, online_steps=300)], outs)
     with pytest.raises(ValueError, match="distinct"):

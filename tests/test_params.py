@@ -346,8 +346,8 @@ def test_cli_prepends_base_beside_the_first_file(files, tmp_path, capsys):
     assert cli.main(["sweep", str(paths[1]), "--dry-run", "--results", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "q/local-hopper-medium-v0/iql/pretrain/seed=0 (+ seeds 1" in out
-    # direct fine-tunes both seeds in one process, sft one seed a process
-    assert "4 runs (1 pretraining, 3 fine-tuning): 0 complete, 4 to run" in out
+    # each variant fine-tunes both seeds in one process
+    assert "3 runs (1 pretraining, 2 fine-tuning): 0 complete, 3 to run" in out
     assert not (tmp_path / "r").exists()
     # Without base.yaml the study lacks datasets/algos/variants/seeds.
     assert cli.main(["sweep", str(paths[1]), "--no-base", "--dry-run"]) == 2

@@ -159,32 +159,34 @@ def test_plan_pretrains_the_seeds_of_a_dataset_and_algo_in_one_process(tmp_path)
     assert pre[0].parameters["other_out_dirs"] == [str(d) for d in batch.values()]
     assert pre[0].label.endswith("(+ seeds 3, 5)")
     ft = [r for r in runs if r.kind == "finetune" and "/iql/" in r.name]
-    assert {r.pretrain_dir for r in ft} == set(pre[0].dirs)  # each seed's own pretraining
+    for run in ft:  # each seed fine-tunes from its own pretraining
+        others = [Path(d) for d in run.parameters["other_pretrain_dirs"]]
+        assert [run.pretrain_dir, *others] == pre[0].dirs
     two = plan(sp, tmp_path / "res", seeds_per_process=2)
     assert [sorted(r.batch) for r in two if r.kind == "pretrain"] == [[3], [], [3], []]
     with pytest.raises(ValueError, match="seeds_per_process"):
         plan(sp, tmp_path / "res", seeds_per_process=-1)
 
 
-def test_plan_fine_tunes_direct_seeds_together_and_anchored_variants_alone(tmp_path):
+def test_plan_fine_tunes_the_seeds_of_every_variant_together(tmp_path):
     sp = study(variants=["direct", "sft"], seeds=[0, 3, 5])
     runs = plan(sp, tmp_path / "res", "a/01.ipynb", "b/02.ipynb")
-    direct = [r for r in runs if r.kind == "finetune" and "/direct/" in r.name]
-    sft = [r for r in runs if r.kind == "finetune" and "/sft/" in r.name]
-    assert len(direct) == 1 and [r.batch for r in sft] == [{}, {}, {}]
-    (run,) = direct
     root = (tmp_path / "res").resolve() / "t/local-hopper-medium-v0/iql"
-    assert run.out_dir == root / "direct/seed=0" and sorted(run.batch) == [3, 5]
-    assert run.parameters["other_seeds"] == [3, 5]
-    assert run.parameters["other_out_dirs"] == [str(root / f"direct/seed={s}") for s in (3, 5)]
-    assert run.parameters["other_pretrain_dirs"] == [
-        str(root / f"pretrain/seed={s}") for s in (3, 5)
-    ]
-    # The pretraining process of the same seeds is the one run it waits for.
     (pre,) = [r for r in runs if r.kind == "pretrain"]
-    assert run.pretrain_dir == pre.out_dir and set(run.batch) == set(pre.batch)
+    for variant in ("direct", "sft"):
+        (run,) = [r for r in runs if r.kind == "finetune" and f"/{variant}/" in r.name]
+        assert run.out_dir == root / f"{variant}/seed=0" and sorted(run.batch) == [3, 5]
+        assert run.parameters["other_seeds"] == [3, 5]
+        assert run.parameters["other_out_dirs"] == [
+            str(root / f"{variant}/seed={s}") for s in (3, 5)
+        ]
+        assert run.parameters["other_pretrain_dirs"] == [
+            str(root / f"pretrain/seed={s}") for s in (3, 5)
+        ]
+        # The pretraining process of the same seeds is the one run it waits for.
+        assert run.pretrain_dir == pre.out_dir and set(run.batch) == set(pre.batch)
     two = plan(sp, tmp_path / "res", seeds_per_process=2)
-    assert [sorted(r.batch) for r in two if "/direct/" in r.name] == [[3], []]
+    assert [sorted(r.batch) for r in two if r.kind == "finetune"] == [[3], [], [3], []]
 
 
 def test_describe_plan_marks_complete_runs(tmp_path):

@@ -54,10 +54,10 @@ def test_sweep_runs_the_phase_notebooks_end_to_end(pendulum_dataset, tmp_path):
         progress=False,
         show=False,
     )
-    # One pretraining execution trains both seeds in one process; sft fine-tunes one seed a
-    # process, direct both seeds in one.
-    assert [r.status for r in report.results] == ["done"] * 4, report.table()
-    pre, ft, _, direct = plan(study, tmp_path / "results")
+    # One pretraining execution trains both seeds in one process; each variant fine-tunes
+    # both seeds in one.
+    assert [r.status for r in report.results] == ["done"] * 3, report.table()
+    pre, ft, direct = plan(study, tmp_path / "results")
     assert sorted(pre.batch) == [1]
     for directory in pre.dirs:
         assert (directory / "agent.pt").exists() and (directory / "summary.json").exists()
@@ -68,6 +68,9 @@ def test_sweep_runs_the_phase_notebooks_end_to_end(pendulum_dataset, tmp_path):
     # Parameters from the study file reached the notebook and the config it built.
     assert summary["online_steps"] == 220 and summary["config"]["sft"]["reset_every"] == 100
     assert summary["n_resets"] == 2 and summary["variant"] == "sft"
+    assert summary["seeds_in_process"] == 2 and sorted(ft.batch) == [1]
+    other = json.loads((ft.batch[1] / "summary.json").read_text())
+    assert other["n_resets"] == 2 and other["seed"] == 1
     assert sorted(direct.batch) == [1]
     seed1 = yaml.safe_load((direct.batch[1] / "params.yaml").read_text())
     assert seed1["pretrain_dir"] == str(pre.batch[1]) and seed1["seed"] == 1

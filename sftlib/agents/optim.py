@@ -43,23 +43,35 @@ class FlatAdam(torch.optim.Adam):
             self._flat.append({"data": data, "grad": torch.empty_like(data)})
 
     def __getstate__(self) -> dict[str, Any]:
-        # torch's Optimizer pickles three fields; the flat buffers must travel too.
-        return {**super().__getstate__(), "_flat": self._flat}
+        # torch's Optimizer pickles three fields; the flat buffers must travel too, with
+        # whether the parameters still live in them (bind_seed may have moved them).
+        holds = [self._holds(index) for index in range(len(self.param_groups))]
+        return {**super().__getstate__(), "_flat": self._flat, "_holds": holds}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A deep copy clones every parameter on its own: point the copies back into the
-        # copied buffers (same values), so that the copy trains its own modules.
+        # copied buffers (same values), so that the copy trains its own modules. Parameters
+        # that lived elsewhere keep their cloned values, and this copy cannot step them.
+        holds = state.pop("_holds", None)
         super().__setstate__(state)
-        if "_flat" not in state:  # torch's load_state_dict sets the two fields it loaded
+        if holds is None:  # torch's load_state_dict sets the two fields it loaded
             return
         for index, group in enumerate(self.param_groups):
             members = group["params"]
+            if not holds[index]:
+                continue
             for p, view in zip(
                 members, self._views(self._flat[index]["data"], members), strict=True
             ):
                 p.data = view
             if "exp_avg" in self._flat[index]:
                 self._point_state(index)
+
+    def _holds(self, index: int) -> bool:
+        """Whether group ``index``'s parameters are (still) views of its flat buffer."""
+        return self.param_groups[index]["params"][0].data_ptr() == (
+            self._flat[index]["data"].data_ptr()
+        )
 
     def _views(self, flat: torch.Tensor, members: list[nn.Parameter]) -> list[torch.Tensor]:
         views, offset = [], 0
@@ -112,6 +124,11 @@ class FlatAdam(torch.optim.Adam):
             raise ValueError("FlatAdam.step takes no closure")
         for index, group in enumerate(self.param_groups):
             members, flat = group["params"], self._flat[index]
+            if not self._holds(index):
+                raise RuntimeError(
+                    "these parameters no longer live in this optimiser's buffer (bound to "
+                    "another agent's): build a new optimiser for them"
+                )
             grads = [p.grad for p in members]
             if any(g is None for g in grads):
                 raise RuntimeError(

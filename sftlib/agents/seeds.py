@@ -93,8 +93,10 @@ def bind_seed(agent: Agent, stacked: Agent, index: int) -> None:
     """Make the one-seed ``agent`` act with seed ``index`` of ``stacked``, as it is now and
     as it trains: its networks and targets become views of that seed's slice of the stacked
     ones, and its generator the seed's generator in the stack (the one the stacked updates
-    draw from). Its optimiser state is not bound: load it from the stacked state when a
-    checkpoint needs it (:func:`seed_state`)."""
+    draw from). What ``agent`` writes into its weights in place (a reset) lands in the stack.
+    Its optimiser state is not bound: load it from the stacked state when a checkpoint needs
+    it (:func:`seed_state`). The binding ends when either agent rebuilds its optimisers (they
+    gather the weights into a buffer of their own): see :func:`is_bound`."""
     if agent.seeds != 1 or type(agent) is not type(stacked) or not 0 <= index < stacked.seeds:
         raise ValueError(f"bind_seed binds a one-seed {type(stacked).__name__} to a stack seed")
     pairs = [(agent.modules(), stacked.modules()), (agent.targets, stacked.targets)]
@@ -106,3 +108,11 @@ def bind_seed(agent: Agent, stacked: Agent, index: int) -> None:
                     size = q.shape[0] // stacked.seeds
                     p.data = q.data[index * size : (index + 1) * size]
     agent.generators = [stacked.generators[index]]
+
+
+def is_bound(agent: Agent, stacked: Agent, index: int) -> bool:
+    """Whether ``agent``'s weights are (still) seed ``index`` of ``stacked`` (:func:`bind_seed`)."""
+    mine = next(iter(agent.modules().values())).parameters()
+    theirs = next(iter(stacked.modules().values())).parameters()
+    p, q = next(mine), next(theirs)
+    return p.data_ptr() == q[index * (q.shape[0] // stacked.seeds)].data_ptr()
