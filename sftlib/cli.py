@@ -71,9 +71,8 @@ def _parser() -> argparse.ArgumentParser:
         "--seeds-per-process",
         type=int,
         default=0,
-        help="seeds of one (dataset, algo) pretrained in one process as one stacked model, "
-        "and fine-tuned so, every variant "
-        "(default 0: all of them; 1: one process per seed)",
+        help="seeds of one (dataset, algo) pretrained, and fine-tuned with each variant, in "
+        "one process as one stacked model (default 0: all of them; 1: one process per seed)",
     )
 
     d = sub.add_parser("datasets", help="build the local Minari datasets of an environment")
