@@ -19,6 +19,15 @@ def test_auto_compiles_only_where_it_was_measured_to_win():
     assert make_agent("iql", 3, 2).compile_wins and not make_agent("td3bc", 3, 2).compile_wins
 
 
+def agent(compiled: bool):
+    """A small IQL learner, seeded the same each call, its update compiled or not."""
+    torch.manual_seed(0)
+    learner = make_agent("iql", 3, 2, {"hidden": (16, 16), "batch_size": 32})
+    if compiled:
+        learner.compile_update()
+    return learner
+
+
 def batches(n: int) -> list[Batch]:
     generator = torch.Generator().manual_seed(0)
     return [
@@ -35,13 +44,6 @@ def batches(n: int) -> list[Batch]:
 
 @pytest.mark.slow
 def test_a_compiled_update_computes_the_same_losses_and_is_reproducible():
-    def agent(compiled: bool):
-        torch.manual_seed(0)
-        learner = make_agent("iql", 3, 2, {"hidden": (16, 16), "batch_size": 32})
-        if compiled:
-            learner.compile_update()
-        return learner
-
     eager, first, second = agent(False), agent(True), agent(True)
     data = batches(3)
     for batch in data:
@@ -54,3 +56,24 @@ def test_a_compiled_update_computes_the_same_losses_and_is_reproducible():
     for p, q in zip(first.actor.parameters(), second.actor.parameters(), strict=True):
         assert torch.equal(p, q)  # compiled runs are bit-reproducible
     assert first._compiled and not first.snapshot()._compiled  # copies compile their own
+
+
+@pytest.mark.slow
+def test_a_compiled_learner_trains_on_through_a_reset():
+    """A reset rebuilds Adam, which gathers the weights into a new buffer
+    (:class:`sftlib.agents.optim.FlatAdam`): the compiled losses must read the weights where
+    they now live, or the learner would train a stale copy."""
+
+    eager, compiled = agent(False), agent(True)
+    data = batches(8)
+    for learner in (eager, compiled):
+        for batch in data[:3]:
+            learner.update(batch)
+        torch.manual_seed(1)
+        learner.reset_networks("last", 0.5)
+    for batch in data[3:]:
+        expected, got = eager.update(batch), compiled.update(batch)
+        for key in got:
+            torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5)
+    for p, q in zip(eager.critic.parameters(), compiled.critic.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
