@@ -36,11 +36,8 @@ class FlatAdam(torch.optim.Adam):
         for group in self.param_groups:
             members = group["params"]
             data = torch.cat([p.detach().reshape(-1) for p in members])
-            offset = 0
-            for p in members:
-                p.data = data[offset : offset + p.numel()].view_as(p)
-                offset += p.numel()
             self._flat.append({"data": data, "grad": torch.empty_like(data)})
+            self._point_params(len(self._flat) - 1)
 
     def __getstate__(self) -> dict[str, Any]:
         # torch's Optimizer pickles three fields; the flat buffers must travel too, with
@@ -56,16 +53,11 @@ class FlatAdam(torch.optim.Adam):
         super().__setstate__(state)
         if holds is None:  # torch's load_state_dict sets the two fields it loaded
             return
-        for index, group in enumerate(self.param_groups):
-            members = group["params"]
-            if not holds[index]:
-                continue
-            for p, view in zip(
-                members, self._views(self._flat[index]["data"], members), strict=True
-            ):
-                p.data = view
-            if "exp_avg" in self._flat[index]:
-                self._point_state(index)
+        for index, held in enumerate(holds):
+            if held:
+                self._point_params(index)
+                if "exp_avg" in self._flat[index]:
+                    self._point_state(index)
 
     def _holds(self, index: int) -> bool:
         """Whether group ``index``'s parameters are (still) views of its flat buffer."""
@@ -79,6 +71,12 @@ class FlatAdam(torch.optim.Adam):
             views.append(flat[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
         return views
+
+    def _point_params(self, index: int) -> None:
+        """Group ``index``'s parameters as views of its flat buffer (which holds their values)."""
+        members = self.param_groups[index]["params"]
+        for p, view in zip(members, self._views(self._flat[index]["data"], members), strict=True):
+            p.data = view
 
     def _point_state(self, index: int) -> None:
         """Every parameter's state of group ``index`` as views of the flat moments, with one
