@@ -373,7 +373,7 @@ class FineTuner:
             self.anchor = self.learner.snapshot()
             self.refresh_support()
             if self.fqe:
-                self.fqe["anchor"] = self.fqe["learner"].copy()
+                self.fqe["anchor"].assign(self.fqe["learner"])
             self.state.add_event(
                 "anchor_update", f"J(L)={values['learner']:.2f} > J(A)={values['anchor']:.2f}"
             )
@@ -455,12 +455,25 @@ class FineTuner:
     def after_updates(self, step: int) -> None:
         """Everything of step ``step`` after the learner's updates: FQE updates, stability
         check, reset and evaluation, as their schedules say."""
+        if self.fqe_due(step):
+            for name, policy in self.fqe_policies():
+                loss = self.fqe[name].update(self.sample_batch(), policy)
+                self.state.log({f"fqe/loss_{name}": loss})
+        self.review(step)
+
+    def fqe_due(self, step: int) -> bool:
+        """Whether the FQE critics take a gradient step at step ``step``."""
+        return bool(self.fqe) and step % self.sft_config.fqe_every == 0
+
+    def fqe_policies(self) -> tuple[tuple[str, Agent], ...]:
+        """``(name, policy)`` of each FQE critic, in the order they update."""
+        return (("anchor", self.anchor), ("learner", self.learner))
+
+    def review(self, step: int) -> None:
+        """What follows the learner's and the FQE critics' updates at step ``step``:
+        stability check, reset and evaluation, as their schedules say."""
         sft_config, variant, state = self.sft_config, self.variant, self.state
         episode_start = self.episode.start
-        if self.fqe and step % sft_config.fqe_every == 0:
-            for name, policy in (("anchor", self.anchor), ("learner", self.learner)):
-                loss = self.fqe[name].update(self.sample_batch(), policy)
-                state.log({f"fqe/loss_{name}": loss})
         if (
             variant.composite
             and variant.switch

@@ -7,9 +7,10 @@ the update is not compiled, and resumes from the same checkpoints.
 Every variant batches. What a seed decides stays its own: PEX's and SFT's selections, SFT's
 stability checks, switches, Monte-Carlo and FQE estimates, anchor updates and resets run per
 seed on a one-seed learner bound to that seed's slice of the stack
-(:func:`sftlib.agents.seeds.bind_seed`), with the seed's own random states. Only the learner's
-gradient updates are stacked; resets come at the same steps for every seed (the schedule),
-after which the stack's Adam state starts afresh, as each seed's would alone.
+(:func:`sftlib.agents.seeds.bind_seed`), with the seed's own random states. The gradient
+updates are stacked: the learner's, and SFT's FQE critics (every seed's two in one
+:class:`sftlib.sft.StackedFQE`). Resets come at the same steps for every seed (the
+schedule), after which the stack's Adam state starts afresh, as each seed's would alone.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sftlib.buffer import Batch
 from sftlib.checkpoint import EXECUTION_FIELDS, CheckpointError, comparable_config, load_pretrained
 from sftlib.config import FinetuneConfig
 from sftlib.finetune import FineTuner, FinetuneResult, resume_point
+from sftlib.sft import StackedFQE
 
 BATCH_FIELDS = ("seed", "pretrain_dir")
 """What may differ between the seeds of one :func:`finetune_seeds` batch."""
@@ -121,9 +123,9 @@ def _side_by_side(
     """Run ``tuners`` (one seed each, all at one step) in lockstep: each step, every seed's
     action (``direct``: one stacked policy call; composite variants: each seed's selection
     between its anchor and its slice of the stacked learner), one environment step per seed,
-    ``utd_ratio`` stacked updates on one batch per seed; then per seed, by its own schedule
-    and state, what follows the updates (FQE updates, stability check, reset, evaluation)
-    and the episode's end.
+    ``utd_ratio`` stacked updates on one batch per seed, the stacked FQE update when due;
+    then per seed, by its own schedule and state, what follows the updates (stability check,
+    reset, evaluation) and the episode's end.
 
     Each seed keeps its own global torch random state (``rngs``, updated in place; PEX
     samples its selection from it, a reset its fresh weights), swapped in around the seed's
@@ -149,6 +151,9 @@ def _side_by_side(
         for slot, tuner in enumerate(tuners):
             bind_seed(tuner.learner, learner, slot)  # acts and evaluates with the stack
     composite = tuners[0].variant.composite
+    fqe = None
+    if tuners[0].fqe:  # every seed's FQE critics in one stack
+        fqe = StackedFQE([t.fqe[name] for t in tuners for name, _ in t.fqe_policies()])
     bar = tqdm(
         range(start + 1, config.online_steps + 1),
         desc=f"finetune {config.sft.variant} seed {','.join(str(t.config.seed) for t in tuners)}",
@@ -179,9 +184,11 @@ def _side_by_side(
             if done and tuner.checkpoint_due(step)
         ]
         _sync(learner, tuners, saving)
+        if fqe is not None and tuners[0].fqe_due(step):
+            _update_fqe(fqe, tuners)
         for slot, (tuner, (next_obs, done)) in enumerate(zip(tuners, stepped, strict=True)):
             with own(slot):
-                tuner.after_updates(step)
+                tuner.review(step)
                 obs[slot] = tuner.end_episode(step) if done else next_obs
         _after_resets(learner, tuners)
         if tuners[0].evaluates_at(step):
@@ -193,6 +200,20 @@ def _side_by_side(
         tuner.state.elapsed = time.perf_counter() - tuner.clock_start
         results.append(tuner.finish())
     return results
+
+
+def _update_fqe(fqe: StackedFQE, tuners: list[FineTuner]) -> None:
+    """One stacked update of every seed's FQE critics (each on a batch of its seed's, drawn
+    in the order of its one-seed run), each seed logging its own losses."""
+    batches, policies = [], []
+    for tuner in tuners:
+        for _, policy in tuner.fqe_policies():
+            batches.append(tuner.sample_batch())
+            policies.append(policy)
+    losses = iter(fqe.update(batches, policies).split(1))
+    for tuner in tuners:
+        for name, _ in tuner.fqe_policies():
+            tuner.state.log({f"fqe/loss_{name}": next(losses)})
 
 
 def _after_resets(learner: Agent, tuners: list[FineTuner]) -> None:

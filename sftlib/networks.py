@@ -67,9 +67,11 @@ class StackedMLP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, detach: bool = False) -> torch.Tensor:
-        for layer in self.layers[:-1]:
+        # Unpacked rather than sliced: slicing a ModuleList builds a new one on every call.
+        *hidden, output = self.layers
+        for layer in hidden:
             x = torch.relu(layer(x, detach))
-        return self.layers[-1](x, detach)
+        return output(x, detach)
 
     @property
     def output_layer(self) -> StackedLinear:
@@ -172,6 +174,7 @@ class EnsembleQ(nn.Module):
         self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2, seeds: int = 1
     ) -> None:
         super().__init__()
+        self.obs_dim, self.act_dim, self.hidden = obs_dim, act_dim, tuple(hidden)
         self.n, self.seeds = n, seeds
         self.net = StackedMLP(seeds * n, obs_dim + act_dim, hidden, 1)
 

@@ -4,6 +4,7 @@ run, to the bit."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -167,6 +168,14 @@ def test_a_bound_seed_acts_with_the_stack_and_copies_its_current_weights():
         for name, tensor in params.items():
             assert torch.equal(tensor, now[module][name]), (module, name)
     snapshot = bound.snapshot()  # a copy holds the weights of the moment, not the binding
+    # What the seed saves or snapshots is its slice alone, not the stack's storage.
+    saved = io.BytesIO()
+    torch.save(bound.state_dict()["modules"], saved)
+    alone = io.BytesIO()
+    torch.save(agents[0].state_dict()["modules"], alone)
+    assert len(saved.getvalue()) == len(alone.getvalue())
+    for p in snapshot.actor.parameters():
+        assert p.untyped_storage().nbytes() == p.numel() * p.element_size()
     stacked.update(batch)
     weight = snapshot.actor.net.layers[0].weight
     assert torch.equal(weight, now["actor"]["net.layers.0.weight"])
@@ -320,6 +329,25 @@ def test_batched_finetuning_writes_each_seeds_one_seed_run(
     if variant == "sft":  # the mechanisms above happened
         events = "".join((tmp_path / f"batch-{c.seed}" / "events.csv").read_text() for c in configs)
         assert events.count(",reset,") == 3
+
+
+def test_batched_sft_writes_each_seeds_one_seed_run_through_anchor_updates(
+    seed_pretraining, tmp_path, monkeypatch
+):
+    """Every reset makes the learner the anchor (the verdict forced), so each seed's anchor
+    FQE critic continues from its learner's inside the batch's stack of FQE critics, whose
+    values then feed the train log and later decisions: still each seed's one-seed run."""
+    monkeypatch.setattr("sftlib.finetune.improves", lambda *_: True)
+    dirs = seed_pretraining["iql"]
+    configs = [ft_config(dirs[s], s, variant="sft", mc_veto=False) for s in (0, 1)]
+    for c in configs:
+        finetune(c, tmp_path / f"alone-{c.seed}", progress=False)
+    finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
+    for c in configs:
+        assert_same_finetuning(tmp_path / f"alone-{c.seed}", tmp_path / f"batch-{c.seed}")
+        assert (tmp_path / f"batch-{c.seed}" / "events.csv").read_text().count(
+            ",anchor_update,"
+        ) == 1
 
 
 def test_seeds_sharing_one_pretraining_checkpoint_fine_tune_together(seed_pretraining, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from sftlib.sft import (
     ComprehensiveEvaluator,
     Estimates,
     StabilityMonitor,
+    StackedFQE,
     bias_correct,
     improves,
     mc_estimate,
@@ -410,6 +413,76 @@ def test_fqe_converges_to_the_value_of_a_tiny_mdp():
     obs = torch.tensor([[0.0], [1.0]])
     v = fqe.values(obs, torch.zeros(2, 1))
     np.testing.assert_allclose(v.numpy(), [[0.9, 1.0], [0.9, 1.0]], atol=0.05)
+
+
+def _fqe_critics(count: int) -> tuple[list[FQE], list, list]:
+    """``count`` FQE critics from different initial critics, each with its own policy, and
+    batches of random transitions (obs 3, action 2)."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    norm = Normalizer(np.array([0.5, -1.0, 0.0]), np.array([2.0, 1.0, 0.5]))
+    critics = [FQE(EnsembleQ(3, 2, (16, 16), 2), norm, 0.9, 0.05, 3e-3) for _ in range(count)]
+    policies = [make_agent("td3bc", 3, 2, {"hidden": (8, 8)}) for _ in range(count)]
+    buf = ReplayBuffer.from_arrays(
+        obs=rng.standard_normal((500, 3)).astype(np.float32),
+        actions=rng.uniform(-1, 1, (500, 2)).astype(np.float32),
+        rewards=rng.standard_normal(500).astype(np.float32),
+        next_obs=rng.standard_normal((500, 3)).astype(np.float32),
+        terminals=(rng.random(500) < 0.1).astype(np.float32),
+    )
+    batches = [[buf.sample(32, rng) for _ in range(count)] for _ in range(6)]
+    return critics, policies, batches
+
+
+def _same_state(a: dict, b: dict) -> None:
+    for part in ("critic", "target"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys() and sa
+    for i in sa:
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(sa[i][key], sb[i][key]), (i, key)
+
+
+def test_stacked_fqe_critics_train_each_as_alone_and_copy_within_the_stack():
+    """A batched run trains every seed's FQE critics as one stack: each member ends with the
+    bits (weights, target, Adam moments) of its critic trained alone, before and after an
+    anchor update copies one member into another."""
+    alone, policies, batches = _fqe_critics(3)
+    members = [copy.deepcopy(f) for f in alone]
+    rng_before = torch.get_rng_state()
+    stack = StackedFQE(members)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # a seed's random state is its own
+    for i, step in enumerate(batches):
+        if i == 3:  # an anchor update: critic 0 continues from critic 2
+            alone[0].assign(alone[2])
+            members[0].assign(members[2])
+        losses = [f.update(b, pi) for f, b, pi in zip(alone, step, policies, strict=True)]
+        assert torch.equal(stack.update(step, policies), torch.cat(losses))
+    for a, m in zip(alone, members, strict=True):
+        _same_state(a.state_dict(), m.state_dict())
+        obs, act = batches[0][0].obs, batches[0][0].actions
+        assert torch.equal(a.values(obs, act), m.values(obs, act))
+    # After the copy, critics 0 and 2 trained on different batches: no longer equal.
+    assert not torch.equal(members[0].values(obs, act), members[2].values(obs, act))
+
+
+def test_a_stacked_fqe_critic_refuses_to_train_or_load_alone():
+    critics, policies, batches = _fqe_critics(2)
+    StackedFQE(critics)
+    with pytest.raises(RuntimeError, match="update it through the stack"):
+        critics[0].update(batches[0][0], policies[0])
+    with pytest.raises(RuntimeError, match="before it joins a StackedFQE"):
+        critics[0].load_state_dict(critics[1].state_dict())
+    with pytest.raises(ValueError, match="alike"):
+        StackedFQE(critics)  # already stacked
+    other, _, _ = _fqe_critics(1)
+    other[0].update(batches[0][0], policies[0])
+    fresh, _, _ = _fqe_critics(1)
+    with pytest.raises(ValueError, match="same Adam step"):
+        StackedFQE([other[0], fresh[0]])
 
 
 def test_fqe_is_trained_only_when_the_estimator_needs_it(pretrained_dirs, tmp_path):

@@ -20,6 +20,12 @@ from sftlib.networks import output_layers
 from sftlib.typecheck import check_field_types
 
 
+def _copied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A module's state as tensors of their own: a view's storage may hold more (a flat Adam
+    buffer, the other seeds of a stack), and ``torch.save`` writes whole storages."""
+    return {k: v.clone() for k, v in state.items()}
+
+
 @dataclass
 class AgentConfig:
     """Hyper-parameters shared by every base algorithm."""
@@ -239,10 +245,13 @@ class Agent:
             t.load_state_dict(self.modules()[k].state_dict())
 
     def snapshot(self) -> Agent:
-        """A frozen deep copy (used as the anchor): no gradients, no optimiser state."""
+        """A frozen deep copy (used as the anchor): no gradients, no optimiser state, and
+        weights of its own (a seed bound to a stack copies its slice, not the stack)."""
         twin = copy.deepcopy(self)
         for m in list(twin.modules().values()) + list(twin.targets.values()):
             m.requires_grad_(False)
+            for p in m.parameters():
+                p.data = p.data.clone()
         twin.optimizers = {}
         return twin
 
@@ -308,8 +317,8 @@ class Agent:
             "act_dim": self.act_dim,
             "seeds": self.seeds,
             "normalizer": self.normalizer.state_dict(),
-            "modules": {k: m.state_dict() for k, m in self.modules().items()},
-            "targets": {k: t.state_dict() for k, t in self.targets.items()},
+            "modules": {k: _copied(m.state_dict()) for k, m in self.modules().items()},
+            "targets": {k: _copied(t.state_dict()) for k, t in self.targets.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "generators": [g.get_state() for g in self.generators],
             "num_updates": self.num_updates,

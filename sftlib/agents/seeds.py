@@ -43,13 +43,31 @@ def _zip_tensors(trees: Sequence[Any], fn: Callable[[list[torch.Tensor]], torch.
     return copy.deepcopy(first)
 
 
+def stack_trees(trees: Sequence[Any]) -> Any:
+    """Several one-seed states (nested dicts and lists of tensors: modules', optimisers') as
+    the state of their stack: every tensor concatenated along its first dimension; scalar
+    tensors (Adam's step count) and everything else taken from the first."""
+    return _zip_tensors(trees, torch.cat)
+
+
+def slice_tree(tree: Any, index: int, count: int) -> Any:
+    """Entry ``index`` of a stacked state of ``count`` entries (:func:`stack_trees`): the
+    ``index``-th of ``count`` equal chunks of every tensor, copied; scalar tensors copied."""
+
+    def chunk(tensor: torch.Tensor) -> torch.Tensor:
+        size = tensor.shape[0] // count
+        return tensor[index * size : (index + 1) * size].clone()
+
+    return _map_tensors(tree, chunk)
+
+
 def stack_states(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The state of a ``len(states)``-seed agent holding the given one-seed agent states."""
     if any(s.get("seeds", 1) != 1 for s in states):
         raise ValueError("stack_states takes one-seed agent states")
     stacked = copy.deepcopy({k: v for k, v in states[0].items() if k not in STACKED_KEYS})
     for key in STACKED_KEYS:
-        stacked[key] = _zip_tensors([s[key] for s in states], torch.cat)
+        stacked[key] = stack_trees([s[key] for s in states])
     stacked["generators"] = [g for s in states for g in s["generators"]]
     if "log_alpha" in states[0]:
         stacked["log_alpha"] = torch.cat([s["log_alpha"] for s in states])
@@ -62,17 +80,12 @@ def seed_state(state: dict[str, Any], index: int) -> dict[str, Any]:
     seeds = state.get("seeds", 1)
     if not 0 <= index < seeds:
         raise IndexError(f"seed index {index} out of range for {seeds} seeds")
-
-    def chunk(tensor: torch.Tensor) -> torch.Tensor:
-        size = tensor.shape[0] // seeds
-        return tensor[index * size : (index + 1) * size].clone()
-
     single = copy.deepcopy({k: v for k, v in state.items() if k not in STACKED_KEYS})
     for key in STACKED_KEYS:
-        single[key] = _map_tensors(state[key], chunk)
+        single[key] = slice_tree(state[key], index, seeds)
     single["generators"] = [state["generators"][index].clone()]
     if "log_alpha" in state:
-        single["log_alpha"] = chunk(state["log_alpha"])
+        single["log_alpha"] = slice_tree(state["log_alpha"], index, seeds)
     single["seeds"] = 1
     return single
 
