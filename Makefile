@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## The embedded default study: local Hopper-v5 datasets -> pretraining -> fine-tuning of
-## direct/pex/sft on 3 seeds -> figures and stability table under results/quick/.
+## direct/pex/sft on 4 seeds -> figures and stability table under results/quick/.
 demo: $(STAMP)
 	$(PY) -m sftlib sweep params/quick.yaml --results results
 	$(PY) -m sftlib figures results/quick
