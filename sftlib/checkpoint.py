@@ -19,6 +19,7 @@ from sftlib.layout import AGENT, STATE, SUMMARY
 from sftlib.utils import atomic_write_text, rng_state, set_rng_state
 
 if TYPE_CHECKING:
+    from sftlib.data import DatasetInfo
     from sftlib.finetune import FineTuner
 
 AGENT_FORMAT = 2
@@ -67,6 +68,18 @@ def check_format(state: dict[str, Any], path: Path) -> None:
             f"{path} was written by an earlier version of sftlib (file format "
             f"{state.get('format', 1)}, this version reads {AGENT_FORMAT}); delete it and run "
             "the step that writes it again"
+        )
+
+
+def check_compatible(pretrained: dict[str, Any], info: DatasetInfo, where: Path) -> None:
+    """A checkpoint trained for another environment is refused before any compute."""
+    agent_state = pretrained["agent"]
+    sizes = (agent_state["obs_dim"], agent_state["act_dim"])
+    if sizes != (info.obs_dim, info.act_dim):
+        raise CheckpointError(
+            f"pretraining checkpoint in {where} is for observation size {sizes[0]} and "
+            f"action size {sizes[1]}, but {info.env_id} (dataset {info.dataset_id!r}) has "
+            f"{info.obs_dim} and {info.act_dim}; pretrain on this dataset first"
         )
 
 

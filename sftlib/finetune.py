@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 from sftlib.agents import Agent
 from sftlib.buffer import Batch, ReplayBuffer, sample_online_data
 from sftlib.checkpoint import (
-    CheckpointError,
     agent_from_state,
     check_checkpoint_config,
+    check_compatible,
     comparable_config,
     completed_summary,
     finetune_checkpoint,
@@ -86,18 +86,6 @@ class FinetuneResult:
     summary: dict[str, Any]
     curve: pd.DataFrame
     events: pd.DataFrame
-
-
-def check_compatible(pretrained: dict[str, Any], info: DatasetInfo, where: Path) -> None:
-    """A checkpoint trained for another environment is refused before any compute."""
-    agent_state = pretrained["agent"]
-    sizes = (agent_state["obs_dim"], agent_state["act_dim"])
-    if sizes != (info.obs_dim, info.act_dim):
-        raise CheckpointError(
-            f"pretraining checkpoint in {where} is for observation size {sizes[0]} and "
-            f"action size {sizes[1]}, but {info.env_id} (dataset {info.dataset_id!r}) has "
-            f"{info.obs_dim} and {info.act_dim}; pretrain on this dataset first"
-        )
 
 
 @dataclass
@@ -453,8 +441,7 @@ class FineTuner:
         return self.state.next_checkpoint <= step < self.config.online_steps
 
     def after_updates(self, step: int) -> None:
-        """Everything of step ``step`` after the learner's updates: FQE updates, stability
-        check, reset and evaluation, as their schedules say."""
+        """Everything of step ``step`` after the learner's updates: FQE's, then :meth:`review`."""
         if self.fqe_due(step):
             for name, policy in self.fqe_policies():
                 loss = self.fqe[name].update(self.sample_batch(), policy)
