@@ -394,7 +394,8 @@ class StackedFQE:
             )
             if not alike or m.stack is not None:
                 raise ValueError(
-                    "StackedFQE stacks unstacked FQE critics that are alike in everything but their weights"
+                    "StackedFQE stacks FQE critics not yet in a stack and alike in everything "
+                    "but their weights (architecture, normaliser, discount, tau, lr, device)"
                 )
         count = len(self.members)
         self.normalizer, self.discount, self.tau = first.normalizer, first.discount, first.tau
@@ -426,7 +427,8 @@ class StackedFQE:
         ``policies[i]``'s values; returns the losses (detached, ``[members]``)."""
         if len(batches) != len(self.members) or len(policies) != len(self.members):
             raise ValueError(
-                f"StackedFQE.update needs one batch and one policy per member ({len(self.members)})"
+                "StackedFQE.update needs one batch and one policy per member "
+                f"({len(self.members)}), got {len(batches)} and {len(policies)}"
             )
         batch = Batch.stack(list(batches)).to(self.device)
         with torch.no_grad():
