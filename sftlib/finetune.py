@@ -15,6 +15,7 @@ Run directory (``out_dir``):
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,9 @@ from sftlib.sft import (
     ComprehensiveEvaluator,
     Estimates,
     StabilityMonitor,
+    StackedFQE,
     action_spread,
+    fqe_critics,
     improves,
     in_support,
     mc_vetoes,
@@ -184,22 +187,8 @@ class FineTuner:
         )
         self.monitor = StabilityMonitor(self.sft_config.drift_tol, self.sft_config.patience)
         self.fqe: dict[str, FQE] = {}
-        if (
-            self.variant.composite
-            and self.variant.ope is not None
-            and self.estimator in ("fqe", "cpe")
-        ):
-            self.fqe = {
-                name: FQE(
-                    self.learner.critic,
-                    self.learner.normalizer,
-                    self.learner.config.discount,
-                    self.learner.config.tau,
-                    self.sft_config.fqe_lr,
-                    self.device,
-                )
-                for name in ("anchor", "learner")
-            }
+        if self.variant.composite and self.variant.ope and self.estimator in ("fqe", "cpe"):
+            self.fqe = fqe_critics(self.learner, self.sft_config.fqe_lr)
         self.probe: tuple[torch.Tensor, torch.Tensor] | None = None
         self.refresh_support()
         self.env = make_env(self.info)
@@ -285,13 +274,15 @@ class FineTuner:
         )
 
     # --- mechanisms ------------------------------------------------------------------------
+    @property
+    def policies(self) -> dict[str, Agent]:
+        """Anchor and learner by name (:data:`sftlib.sft.POLICIES`)."""
+        return {"anchor": self.anchor, "learner": self.learner}
+
     def evaluate_policies(self, current_start: np.ndarray):
         """The comprehensive evaluation of anchor and learner: ``(J per policy, Estimates)``."""
         estimates = self.evaluator.estimate(
-            {"anchor": self.anchor, "learner": self.learner},
-            [self.anchor, self.learner],
-            current_start,
-            self.fqe or None,
+            self.policies, [self.anchor, self.learner], current_start, self.fqe or None
         )
         return estimates.combine(self.estimator, self.sft_config.kappa), estimates
 
@@ -440,21 +431,9 @@ class FineTuner:
         """Whether an episode ending at ``step`` writes a checkpoint."""
         return self.state.next_checkpoint <= step < self.config.online_steps
 
-    def after_updates(self, step: int) -> None:
-        """Everything of step ``step`` after the learner's updates: FQE's, then :meth:`review`."""
-        if self.fqe_due(step):
-            for name, policy in self.fqe_policies():
-                loss = self.fqe[name].update(self.sample_batch(), policy)
-                self.state.log({f"fqe/loss_{name}": loss})
-        self.review(step)
-
     def fqe_due(self, step: int) -> bool:
-        """Whether the FQE critics take a gradient step at step ``step``."""
+        """Whether the FQE critics take a gradient step at step ``step`` (:func:`update_fqe`)."""
         return bool(self.fqe) and step % self.sft_config.fqe_every == 0
-
-    def fqe_policies(self) -> tuple[tuple[str, Agent], ...]:
-        """``(name, policy)`` of each FQE critic, in the order they update."""
-        return (("anchor", self.anchor), ("learner", self.learner))
 
     def review(self, step: int) -> None:
         """What follows the learner's and the FQE critics' updates at step ``step``:
@@ -513,6 +492,8 @@ class FineTuner:
         config = self.config
         obs = self.begin(checkpoint)
         state = self.state  # a restored checkpoint replaced it
+        # The anchor's and the learner's FQE critics train as one stack (after any restore).
+        fqe = StackedFQE(list(self.fqe.values())) if self.fqe else None
         bar = tqdm(
             range(state.step + 1, config.online_steps + 1),
             desc=f"finetune {self.sft_config.variant}",
@@ -526,7 +507,9 @@ class FineTuner:
             next_obs, done = self.explore(obs, action, actor_name)
             for _ in range(config.utd_ratio):
                 state.log(self.learner.update(self.sample_batch(), online=True))
-            self.after_updates(step)
+            if fqe is not None and self.fqe_due(step):
+                update_fqe(fqe, [self])
+            self.review(step)
             if self.evaluates_at(step):
                 bar.set_postfix(score=f"{state.evals[-1]['executed_score']:.1f}")
             obs = self.end_episode(step) if done else next_obs
@@ -568,6 +551,21 @@ class FineTuner:
         atomic_write_json(self.out / SUMMARY, summary)
         (self.out / STATE).unlink(missing_ok=True)
         return _result(self.out, summary)
+
+
+def update_fqe(stack: StackedFQE, tuners: Sequence[FineTuner]) -> None:
+    """One step of every FQE critic of ``tuners`` as one update of ``stack`` (which holds
+    them in that order, each run's in the order of its ``fqe``), each on a batch of its run's,
+    drawn in that order; each run logs its own losses."""
+    batches, policies = [], []
+    for tuner in tuners:
+        for name in tuner.fqe:
+            batches.append(tuner.sample_batch())
+            policies.append(tuner.policies[name])
+    losses = iter(stack.update(batches, policies).split(1))
+    for tuner in tuners:
+        for name in tuner.fqe:
+            tuner.state.log({f"fqe/loss_{name}": next(losses)})
 
 
 def _result(out: Path, summary: dict) -> FinetuneResult:

@@ -31,7 +31,7 @@ from sftlib.agents.seeds import bind_seed, is_bound, seed_state, stack_agents
 from sftlib.buffer import Batch
 from sftlib.checkpoint import EXECUTION_FIELDS, CheckpointError, comparable_config, load_pretrained
 from sftlib.config import FinetuneConfig
-from sftlib.finetune import FineTuner, FinetuneResult, resume_point
+from sftlib.finetune import FineTuner, FinetuneResult, resume_point, update_fqe
 from sftlib.sft import StackedFQE
 
 BATCH_FIELDS = ("seed", "pretrain_dir")
@@ -153,7 +153,7 @@ def _side_by_side(
     composite = tuners[0].variant.composite
     fqe = None
     if tuners[0].fqe:  # every seed's FQE critics in one stack
-        fqe = StackedFQE([t.fqe[name] for t in tuners for name, _ in t.fqe_policies()])
+        fqe = StackedFQE([critic for t in tuners for critic in t.fqe.values()])
     bar = tqdm(
         range(start + 1, config.online_steps + 1),
         desc=f"finetune {config.sft.variant} seed {','.join(str(t.config.seed) for t in tuners)}",
@@ -185,7 +185,7 @@ def _side_by_side(
         ]
         _sync(learner, tuners, saving)
         if fqe is not None and tuners[0].fqe_due(step):
-            _update_fqe(fqe, tuners)
+            update_fqe(fqe, tuners)
         for slot, (tuner, (next_obs, done)) in enumerate(zip(tuners, stepped, strict=True)):
             with own(slot):
                 tuner.review(step)
@@ -200,20 +200,6 @@ def _side_by_side(
         tuner.state.elapsed = time.perf_counter() - tuner.clock_start
         results.append(tuner.finish())
     return results
-
-
-def _update_fqe(fqe: StackedFQE, tuners: list[FineTuner]) -> None:
-    """One stacked update of every seed's FQE critics (each on a batch of its seed's, drawn
-    in the order of its one-seed run), each seed logging its own losses."""
-    batches, policies = [], []
-    for tuner in tuners:
-        for _, policy in tuner.fqe_policies():
-            batches.append(tuner.sample_batch())
-            policies.append(policy)
-    losses = iter(fqe.update(batches, policies).split(1))
-    for tuner in tuners:
-        for name, _ in tuner.fqe_policies():
-            tuner.state.log({f"fqe/loss_{name}": next(losses)})
 
 
 def _after_resets(learner: Agent, tuners: list[FineTuner]) -> None:

@@ -366,6 +366,16 @@ class FQE:
         self.optimizer.load_state_dict(s["optimizer"])
 
 
+def fqe_critics(learner: Agent, lr: float) -> dict[str, FQE]:
+    """One FQE critic per policy (:data:`POLICIES`), each warm-started from ``learner``'s
+    critic, with its normaliser, discount and ``tau``."""
+    c = learner.config
+    return {
+        name: FQE(learner.critic, learner.normalizer, c.discount, c.tau, lr, learner.device)
+        for name in POLICIES
+    }
+
+
 class StackedFQE:
     """Several FQE critics trained as one stack: one forward pass, backward pass and Adam step
     for all of them, instead of one each (a batched run's seeds times its two policies).
