@@ -151,9 +151,8 @@ def _side_by_side(
         for slot, tuner in enumerate(tuners):
             bind_seed(tuner.learner, learner, slot)  # acts and evaluates with the stack
     composite = tuners[0].variant.composite
-    fqe = None
-    if tuners[0].fqe:  # every seed's FQE critics in one stack
-        fqe = StackedFQE([critic for t in tuners for critic in t.fqe.values()])
+    # Every seed's FQE critics train as one stack.
+    fqe = StackedFQE([c for t in tuners for c in t.fqe.values()]) if tuners[0].fqe else None
     bar = tqdm(
         range(start + 1, config.online_steps + 1),
         desc=f"finetune {config.sft.variant} seed {','.join(str(t.config.seed) for t in tuners)}",
