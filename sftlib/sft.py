@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from sftlib.agents import Agent
 from sftlib.agents.base import adam
-from sftlib.agents.seeds import slice_tree, stack_trees
+from sftlib.agents.seeds import bind_slice, slice_tree, stack_trees
 from sftlib.buffer import Batch, Normalizer, ReplayBuffer
 from sftlib.networks import EnsembleQ, soft_update
 
@@ -423,9 +423,8 @@ class StackedFQE:
             raise ValueError("the FQE critics of one stack must be at the same Adam step")
         self.optimizer.load_state_dict(stack_trees(states))
         for slot, member in enumerate(self.members):
-            for mine, theirs in ((member.critic, self.critic), (member.target, self.target)):
-                for p, q in zip(mine.parameters(), theirs.parameters(), strict=True):
-                    p.data = q.data[self._rows(slot)]
+            bind_slice(member.critic, self.critic, slot, count)
+            bind_slice(member.target, self.target, slot, count)
             member.stack, member.slot = self, slot
 
     def _rows(self, slot: int) -> slice:

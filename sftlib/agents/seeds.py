@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from sftlib.agents.base import Agent
 
@@ -113,14 +114,18 @@ def bind_seed(agent: Agent, stacked: Agent, index: int) -> None:
     if agent.seeds != 1 or type(agent) is not type(stacked) or not 0 <= index < stacked.seeds:
         raise ValueError(f"bind_seed binds a one-seed {type(stacked).__name__} to a stack seed")
     pairs = [(agent.modules(), stacked.modules()), (agent.targets, stacked.targets)]
-    with torch.no_grad():
-        for mine, theirs in pairs:
-            for key, module in mine.items():
-                params = zip(module.parameters(), theirs[key].parameters(), strict=True)
-                for p, q in params:
-                    size = q.shape[0] // stacked.seeds
-                    p.data = q.data[index * size : (index + 1) * size]
+    for mine, theirs in pairs:
+        for key, module in mine.items():
+            bind_slice(module, theirs[key], index, stacked.seeds)
     agent.generators = [stacked.generators[index]]
+
+
+def bind_slice(module: nn.Module, stacked: nn.Module, index: int, count: int) -> None:
+    """Make ``module``'s parameters views of entry ``index`` of ``stacked``'s, a stack of
+    ``count`` such modules (the ``index``-th of ``count`` equal chunks of every parameter)."""
+    for p, q in zip(module.parameters(), stacked.parameters(), strict=True):
+        size = q.shape[0] // count
+        p.data = q.data[index * size : (index + 1) * size]
 
 
 def is_bound(agent: Agent, stacked: Agent, index: int) -> bool:
