@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sftlib.agents import Agent, make_agent
 from sftlib.agents.seeds import stack_agents
-from sftlib.buffer import Batch
+from sftlib.data.buffer import Batch
 from sftlib.utils import resolve_device, set_threads
 
 OBS_DIM, ACT_DIM, BATCH = 11, 3, 256

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from sftlib.behaviour import choose_levels, prune, train_behaviour
+from sftlib.factory.behaviour import choose_levels, prune, train_behaviour
 from sftlib.utils import atomic_torch_save, set_threads
 
 

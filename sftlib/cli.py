@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sweep(a: argparse.Namespace) -> int:
-    from sftlib.params import ParamsError, load_study_params
+    from sftlib.sweeps.params import ParamsError, load_study_params
 
     files = [Path(f) for f in a.files] if a.no_base else with_base(a.files)
     try:
@@ -100,8 +100,8 @@ def _sweep(a: argparse.Namespace) -> int:
     except ParamsError as e:
         print(f"invalid parameters:\n{e}", file=sys.stderr)
         return 2
-    from sftlib import plan as planning
-    from sftlib import sweep
+    from sftlib.sweeps import plan as planning
+    from sftlib.sweeps import sweep
 
     nb = {}
     if a.notebooks:
@@ -142,7 +142,7 @@ def _datasets(a: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
-    from sftlib.figures import write_paper_figures
+    from sftlib.analysis.figures import write_paper_figures
 
     try:
         paper = write_paper_figures(args.study_dir, args.out, reps=args.reps)

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sftlib.agents import AGENTS, RESET_SCOPES, agent_class, build_config
-from sftlib.buffer import ONLINE_DATA
-from sftlib.goals import check_reward_convention
+from sftlib.data.buffer import ONLINE_DATA
+from sftlib.data.datasets import validate_dataset_id
+from sftlib.data.goals import check_reward_convention
 from sftlib.typecheck import check_field_types
 
 OPE_ESTIMATORS = ("q", "mc", "fqe", "cpe")
@@ -102,7 +103,7 @@ class PretrainConfig:
     reward_convention: str = "raw"
     """Reward shaping of the dataset (and of online rewards in fine-tuning): ``raw``,
     ``minus_one`` (``r - 1``, IQL on AntMaze) or ``calql`` (``10 r - 5``); see
-    :data:`sftlib.goals.REWARD_CONVENTIONS`."""
+    :data:`sftlib.data.goals.REWARD_CONVENTIONS`."""
     checkpoint_every: int = 5_000
     """Write a resumable checkpoint every this many steps."""
     device: str = "auto"
@@ -341,17 +342,6 @@ def compile_update(choice: str, compile_wins: bool, updates: int) -> bool:
     if choice == "auto":
         return compile_wins and updates >= COMPILE_MIN_UPDATES
     return choice == "on"
-
-
-def validate_dataset_id(dataset_id: str) -> None:
-    """Minari ids are ``[namespace/]name-vN``; catch a missing version before any I/O."""
-    import re
-
-    if not isinstance(dataset_id, str) or not re.fullmatch(r"[\w.\-/]+-v\d+", dataset_id):
-        raise ValueError(
-            f"dataset_id {dataset_id!r} is not a Minari id with a version, e.g. "
-            "'local/hopper/medium-v0' or 'mujoco/hopper/medium-v0'"
-        )
 
 
 def field_names(cls: type) -> list[str]:

@@ -1,7 +1,7 @@
 """The on-disk contract: every directory, file and column name a run writes or a reader reads.
 
-Writers (:mod:`sftlib.pretrain`, :mod:`sftlib.finetune`, :mod:`sftlib.sweep`,
-:mod:`sftlib.synthetic`) and readers (:mod:`sftlib.results`, the figures) import their names
+Writers (:mod:`sftlib.training.pretrain`, :mod:`sftlib.training.finetune`, :mod:`sftlib.sweeps.sweep`,
+:mod:`sftlib.analysis.synthetic`) and readers (:mod:`sftlib.analysis.results`, the figures) import their names
 from here, so the two sides cannot drift apart. This module imports neither torch nor pandas.
 
 A study is one directory ``<results_root>/<study>/`` laid out as::
@@ -45,7 +45,7 @@ PRETRAIN_DIRNAME = "pretrain"
 FIGURES_DIRNAME = "figures"
 """Folder of a study's figures and tables (never a dataset)."""
 SYNTHETIC_MARKER = "SYNTHETIC"
-"""Marker file at a study root: the study is fake (see :mod:`sftlib.synthetic`)."""
+"""Marker file at a study root: the study is fake (see :mod:`sftlib.analysis.synthetic`)."""
 INTERACTIVE_STUDY = "interactive"
 """Study name of runs started by hand from the notebooks."""
 RESULTS_ENV = "SFTLIB_RESULTS"

@@ -1,6 +1,6 @@
 """The SFT mechanisms, each a small named piece: action selection by a selector critic,
 stability of the learner's critic, comprehensive policy evaluation (with FQE) and the
-pessimistic aggregate. The loop that drives them is :mod:`sftlib.finetune`.
+pessimistic aggregate. The loop that drives them is :mod:`sftlib.training.finetune`.
 
 Policy names used throughout: ``"anchor"`` (frozen snapshot, starts as the offline pair)
 and ``"learner"`` (trained online).
@@ -19,9 +19,9 @@ import torch.nn.functional as F
 
 from sftlib.agents import Agent
 from sftlib.agents.base import adam
+from sftlib.agents.networks import EnsembleQ, soft_update
 from sftlib.agents.seeds import bind_slice, slice_tree, stack_trees
-from sftlib.buffer import Batch, Normalizer, ReplayBuffer
-from sftlib.networks import EnsembleQ, soft_update
+from sftlib.data.buffer import Batch, Normalizer, ReplayBuffer
 
 POLICIES = ("anchor", "learner")
 EPS = 1e-6

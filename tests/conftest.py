@@ -59,7 +59,7 @@ def minari_store():
 @pytest.fixture(scope="session")
 def pendulum_dataset(minari_store):
     """``local/pendulum/expert-v0``: 6,000 transitions of the noisy expert."""
-    from sftlib.evaluation import evaluate_policy
+    from sftlib.data.rollouts import evaluate_policy
     from sftlib.factory import create_dataset, rollouts
 
     episodes = rollouts(PENDULUM, noisy(pendulum_expert, 0.2, 0), 6_000, seed=0, first_id=0)
@@ -78,7 +78,7 @@ def pendulum_dataset(minari_store):
 def pretrained_dirs(pendulum_dataset, tmp_path_factory):
     """Short IQL and TD3+BC pretraining runs on the Pendulum dataset, by algorithm."""
     from sftlib.config import PretrainConfig
-    from sftlib.pretrain import pretrain
+    from sftlib.training.pretrain import pretrain
 
     out = {}
     for algo in ("iql", "td3bc"):

@@ -1,4 +1,4 @@
-"""Small studies shared by the tests of sftlib.stats, sftlib.report and sftlib.figures.
+"""Small studies shared by the tests of sftlib.analysis.stats, sftlib.analysis.report and sftlib.analysis.figures.
 
 ``write_hand_study``: 2 tasks (datasets a, b with IQL) x 2 variants x 3 seeds, every number
 chosen by hand so that aggregates can be checked against arithmetic done in the tests.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sftlib.synthetic import write_synthetic_study
+from sftlib.analysis.synthetic import write_synthetic_study
 
 REPS = 200  # bootstrap resamples: enough to test intervals, fast on a busy CPU
 

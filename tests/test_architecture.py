@@ -94,10 +94,10 @@ def test_the_cycle_finder_finds_a_cycle():
     ("module", "forbidden"),
     [
         ("sftlib.layout", ("torch", "pandas", "matplotlib")),
-        ("sftlib.results", ("torch", "matplotlib", "seaborn")),
+        ("sftlib.analysis.results", ("torch", "matplotlib", "seaborn")),
         ("sftlib.typecheck", ("torch", "pandas")),
-        ("sftlib.stats", ("torch", "matplotlib", "seaborn")),
-        ("sftlib.report", ("torch", "matplotlib", "seaborn")),
+        ("sftlib.analysis.stats", ("torch", "matplotlib", "seaborn")),
+        ("sftlib.analysis.report", ("torch", "matplotlib", "seaborn")),
     ],
 )
 def test_light_modules_import_no_heavy_dependency(module, forbidden):

@@ -17,9 +17,8 @@ import pytest
 import torch
 
 from sftlib.agents import make_agent
-from sftlib.checkpoint import CheckpointError, finetune_checkpoint, load_pretrained
 from sftlib.config import FinetuneConfig, PretrainConfig, SFTConfig, finetune_config
-from sftlib.data import DatasetError, dataset_info, load_dataset
+from sftlib.data.datasets import DatasetError, dataset_info, load_dataset
 from sftlib.factory import (
     check_env_id,
     create_dataset,
@@ -27,9 +26,10 @@ from sftlib.factory import (
     make_dataset,
     rollouts,
 )
-from sftlib.finetune import FineTuner, check_compatible, finetune
 from sftlib.layout import AGENT, STATE, SUMMARY
-from sftlib.pretrain import pretrain
+from sftlib.training.checkpoint import CheckpointError, finetune_checkpoint, load_pretrained
+from sftlib.training.finetune import FineTuner, check_compatible, finetune
+from sftlib.training.pretrain import pretrain
 
 PENDULUM_ID = "local/pendulum/expert-v0"
 OTHER_ENV = "InvertedPendulum-v5"  # obs 4, act 1 (Pendulum: obs 3, act 1)
@@ -58,8 +58,8 @@ def no_compute(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("compute started before the bad input was reported")
 
-    monkeypatch.setattr("sftlib.pretrain.evaluate_seeds", forbidden)
-    monkeypatch.setattr("sftlib.finetune.evaluate_policy_with_success", forbidden)
+    monkeypatch.setattr("sftlib.training.pretrain.evaluate_seeds", forbidden)
+    monkeypatch.setattr("sftlib.training.finetune.evaluate_policy_with_success", forbidden)
 
 
 @pytest.fixture
@@ -350,7 +350,7 @@ def test_pretrain_truncated_resume_checkpoint_is_kept(pendulum_dataset, run_dir,
 
 
 def test_pretrain_resume_checkpoint_from_other_parameters(pendulum_dataset, tmp_path, monkeypatch):
-    import sftlib.pretrain as pretrain_module
+    import sftlib.training.pretrain as pretrain_module
 
     class Interrupted(Exception):
         pass

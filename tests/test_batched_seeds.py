@@ -17,12 +17,12 @@ import torch
 
 from sftlib.agents import make_agent
 from sftlib.agents.seeds import bind_seed, is_bound, seed_state, stack_agents, stack_states
-from sftlib.buffer import Batch
-from sftlib.checkpoint import CheckpointError
 from sftlib.config import FinetuneConfig, PretrainConfig, finetune_config
-from sftlib.finetune import finetune
-from sftlib.finetune_batch import finetune_seeds
-from sftlib.pretrain import pretrain, pretrain_seeds
+from sftlib.data.buffer import Batch
+from sftlib.training.checkpoint import CheckpointError
+from sftlib.training.finetune import finetune
+from sftlib.training.loop import finetune_seeds
+from sftlib.training.pretrain import pretrain, pretrain_seeds
 
 from conftest import PENDULUM_ID, kill_after_checkpoints
 
@@ -217,7 +217,7 @@ def test_batched_pretraining_resumes_from_mixed_progress(pendulum_dataset, tmp_p
 KILL_SCRIPT = """
 import sys
 from sftlib.config import PretrainConfig
-from sftlib.pretrain import pretrain_seeds
+from sftlib.training.pretrain import pretrain_seeds
 configs = [PretrainConfig(**c) for c in eval(sys.argv[1])]
 pretrain_seeds(configs, eval(sys.argv[2]), progress=False)
 """
@@ -337,7 +337,7 @@ def test_batched_sft_writes_each_seeds_one_seed_run_through_anchor_updates(
     """Every reset makes the learner the anchor (the verdict forced), so each seed's anchor
     FQE critic continues from its learner's inside the batch's stack of FQE critics, whose
     values then feed the train log and later decisions: still each seed's one-seed run."""
-    monkeypatch.setattr("sftlib.finetune.improves", lambda *_: True)
+    monkeypatch.setattr("sftlib.training.finetune.improves", lambda *_: True)
     dirs = seed_pretraining["iql"]
     configs = [ft_config(dirs[s], s, variant="sft", mc_veto=False) for s in (0, 1)]
     for c in configs:
@@ -363,7 +363,7 @@ def test_seeds_sharing_one_pretraining_checkpoint_fine_tune_together(seed_pretra
 FINETUNE_KILL_SCRIPT = """
 import sys
 from sftlib.config import finetune_config
-from sftlib.finetune_batch import finetune_seeds
+from sftlib.training.loop import finetune_seeds
 configs = [finetune_config(c) for c in eval(sys.argv[1])]
 finetune_seeds(configs, eval(sys.argv[2]), progress=False)
 """

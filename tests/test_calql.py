@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from sftlib.agents import make_agent
-from sftlib.buffer import Batch, ReplayBuffer, returns_to_go
 from sftlib.config import PretrainConfig, finetune_config
-from sftlib.data import load_dataset, transitions
-from sftlib.finetune import finetune
-from sftlib.pretrain import pretrain
+from sftlib.data.buffer import Batch, ReplayBuffer, returns_to_go
+from sftlib.data.datasets import load_dataset, transitions
+from sftlib.training.finetune import finetune
+from sftlib.training.pretrain import pretrain
 
 from conftest import PENDULUM_ID
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from sftlib.agents import make_agent
-from sftlib.buffer import Batch
 from sftlib.config import COMPILE_MIN_UPDATES, compile_update
+from sftlib.data.buffer import Batch
 
 
 def test_auto_compiles_only_where_it_was_measured_to_win():

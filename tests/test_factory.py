@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from sftlib.behaviour import choose_levels
-from sftlib.data import load_dataset, transitions
+from sftlib.data.datasets import load_dataset, transitions
 from sftlib.factory import ASSETS, behaviour_record, make_dataset
+from sftlib.factory.behaviour import choose_levels
 
 TASKS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5")
 

@@ -1,4 +1,4 @@
-"""Tests of sftlib.figures and sftlib.run_figures: every figure is written and labelled, and
+"""Tests of sftlib.analysis.figures and sftlib.analysis.run_figures: every figure is written and labelled, and
 ``sft figures`` and notebook 06 are one pipeline (same files, same tables)."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pytest
 from matplotlib.collections import PathCollection
 from study_tables import REPS, write_hand_study, write_small_synthetic_study
 
-from sftlib import cli, figures, report, results, run_figures, stats
+from sftlib import cli
+from sftlib.analysis import figures, report, results, run_figures, stats
 
 NOTEBOOK_06 = Path(__file__).resolve().parents[1] / "notebooks" / "06_paper_figures.ipynb"
 

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from sftlib.buffer import ReplayBuffer, sample_appended, sample_mixed
-from sftlib.checkpoint import agent_from_state, load_pretrained
 from sftlib.config import PretrainConfig, finetune_config
-from sftlib.data import dataset_info, load_dataset, transitions
-from sftlib.evaluation import evaluate_policy, to_env_action
-from sftlib.finetune import FineTuner, finetune
-from sftlib.pretrain import pretrain
+from sftlib.data.buffer import ReplayBuffer, sample_appended, sample_mixed
+from sftlib.data.datasets import dataset_info, load_dataset, transitions
+from sftlib.data.rollouts import evaluate_policy, to_env_action
+from sftlib.training.checkpoint import agent_from_state, load_pretrained
+from sftlib.training.finetune import FineTuner, finetune
+from sftlib.training.pretrain import pretrain
 from sftlib.utils import eval_seed, seed_everything
 
 from conftest import PENDULUM_ID, kill_after_checkpoints
@@ -139,8 +139,8 @@ def test_pretraining_is_bit_reproducible(pendulum_dataset, tmp_path):
 KILL_SCRIPT = """
 import sys, torch
 from sftlib.config import finetune_config, PretrainConfig
-from sftlib.finetune import finetune
-from sftlib.pretrain import pretrain
+from sftlib.training.finetune import finetune
+from sftlib.training.pretrain import pretrain
 kind, out = sys.argv[1], sys.argv[2]
 if kind == "finetune":
     finetune(finetune_config(eval(sys.argv[3])), out, progress=False)
@@ -195,7 +195,7 @@ def test_pretrain_killed_mid_run_resumes_to_identical_metrics(pendulum_dataset, 
 
 
 def test_a_checkpoint_from_other_parameters_is_refused(pretrained_dirs, tmp_path):
-    from sftlib.checkpoint import CheckpointError
+    from sftlib.training.checkpoint import CheckpointError
 
     p = params(pretrained_dirs["iql"], variant="sft", online_steps=1000)
     _run_and_kill(tmp_path, "finetune", p, tmp_path / "run", wait_for_checkpoints=1)

@@ -19,17 +19,23 @@ import numpy as np
 import pytest
 from minari.data_collector import EpisodeBuffer
 
-from sftlib.data import DatasetError, check_dataset, dataset_info, load_dataset, transitions
-from sftlib.envs import EnvPackageError, make_env
-from sftlib.evaluation import evaluate_policy, evaluate_policy_with_success, to_env_action
-from sftlib.goals import (
+from sftlib.data.datasets import (
+    DatasetError,
+    check_dataset,
+    dataset_info,
+    load_dataset,
+    transitions,
+)
+from sftlib.data.envs import EnvPackageError, make_env
+from sftlib.data.goals import (
     GOAL_INPUT_KEYS,
     REWARD_CONVENTIONS,
     flatten_goal_obs,
     shape_reward,
     success_rate,
 )
-from sftlib.maze import (
+from sftlib.data.rollouts import evaluate_policy, evaluate_policy_with_success, to_env_action
+from sftlib.factory.maze import (
     EVAL_MAPS,
     TEST_REF_EPISODES,
     TEST_STEPS,
@@ -237,7 +243,7 @@ def test_planner_gives_shortest_paths_around_the_wall():
 
 
 def test_collection_is_deterministic_per_seed():
-    from sftlib.maze import collect, data_env_spec
+    from sftlib.factory.maze import collect, data_env_spec
 
     spec = data_env_spec("umaze")
     first, again, other = (
@@ -390,7 +396,7 @@ def test_box_dataset_transitions_are_unchanged_to_the_bit(pendulum_dataset):
 
 
 def test_factory_command_line_makes_and_reports_a_dataset(minari_store, capsys):
-    from sftlib.maze import main
+    from sftlib.factory.maze import main
 
     main(
         ["open", "--steps", "300", "--ref-episodes", "1", "--quiet"]
@@ -406,7 +412,7 @@ def test_factory_command_line_makes_and_reports_a_dataset(minari_store, capsys):
 
 
 def test_ensure_makes_only_missing_default_pointmaze_ids(minari_store, monkeypatch, capsys):
-    import sftlib.maze as maze
+    import sftlib.factory.maze as maze
 
     made = []
     monkeypatch.setattr(maze, "make_pointmaze_dataset", lambda *a, **kw: made.append((a, kw)))
@@ -415,7 +421,9 @@ def test_ensure_makes_only_missing_default_pointmaze_ids(minari_store, monkeypat
     assert "medium-dense-v0: not in the Minari store, making it locally" in capsys.readouterr().out
     with pytest.raises(DatasetError, match=r"unknown maze 'huge'.*\['open', 'umaze'"):
         maze.ensure_pointmaze_dataset("local/pointmaze/huge-v0")
-    with pytest.raises(DatasetError, match=r"'local/pointmaze/umaze-v3'.*python -m sftlib.maze"):
+    with pytest.raises(
+        DatasetError, match=r"'local/pointmaze/umaze-v3'.*python -m sftlib.factory.maze"
+    ):
         maze.ensure_pointmaze_dataset("local/pointmaze/umaze-v3")  # only v0 is the recipe
     assert len(made) == 1
 
@@ -508,13 +516,13 @@ def test_missing_env_package_names_it_and_how_to_install(pointmaze, monkeypatch)
 
 def test_unsupported_dataset_stops_pretraining_before_compute(minari_store, tmp_path, monkeypatch):
     from sftlib.config import PretrainConfig
-    from sftlib.pretrain import pretrain
+    from sftlib.training.pretrain import pretrain
 
     def forbidden(*args, **kwargs):
         raise AssertionError("an environment was made before the bad input was reported")
 
     tiny_dataset("local/bad/image-v0", IMAGE, BOX_ACTIONS)
-    monkeypatch.setattr("sftlib.evaluation.make_env", forbidden)
+    monkeypatch.setattr("sftlib.data.rollouts.make_env", forbidden)
     with pytest.raises(DatasetError, match="'local/bad/image-v0': .*image"):
         pretrain(PretrainConfig(dataset_id="local/bad/image-v0", offline_steps=5), tmp_path)
     assert not any(tmp_path.iterdir())
@@ -523,8 +531,8 @@ def test_unsupported_dataset_stops_pretraining_before_compute(minari_store, tmp_
 def test_goal_task_pretrains_and_finetunes_with_shaped_rewards_and_success(pointmaze, tmp_path):
     """End to end on the PointMaze fixture: r - 1 offline and online, success reported."""
     from sftlib.config import PretrainConfig, finetune_config
-    from sftlib.finetune import FineTuner
-    from sftlib.pretrain import pretrain
+    from sftlib.training.finetune import FineTuner
+    from sftlib.training.pretrain import pretrain
 
     pre = tmp_path / "pretrain"
     result = pretrain(
@@ -572,7 +580,7 @@ def test_known_native_noise_is_dropped_and_the_rest_kept(capfd):
     """MuJoCo prints a deprecation line at every HalfCheetah compile; only that line goes."""
     import os
 
-    from sftlib.envs import KNOWN_NATIVE_NOISE, dropping_native_noise, gym_make
+    from sftlib.data.envs import KNOWN_NATIVE_NOISE, dropping_native_noise, gym_make
 
     with dropping_native_noise():
         os.write(2, f"WARNING: {KNOWN_NATIVE_NOISE[0]} (test)\n".encode())

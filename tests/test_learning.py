@@ -6,9 +6,9 @@ import gymnasium as gym
 import pytest
 
 from sftlib.config import PretrainConfig
-from sftlib.data import dataset_info, load_dataset
-from sftlib.evaluation import evaluate_policy, from_env_action
-from sftlib.pretrain import pretrain
+from sftlib.data.datasets import dataset_info, load_dataset
+from sftlib.data.rollouts import evaluate_policy, from_env_action
+from sftlib.training.pretrain import pretrain
 from sftlib.utils import eval_seed
 
 from conftest import PENDULUM, PENDULUM_ID

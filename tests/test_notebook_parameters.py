@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sftlib.notebook import EXTRAS, ParameterScope, config_fields
+from sftlib.sweeps.notebook import EXTRAS, ParameterScope, config_fields
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PHASE_NOTEBOOKS = {"01_offline_pretrain.ipynb": "pretrain", "02_sft_finetune.ipynb": "finetune"}

@@ -15,7 +15,7 @@ import torch
 import sftlib.agents.base as base
 from sftlib.agents import make_agent
 from sftlib.agents.optim import FlatAdam
-from sftlib.buffer import Batch
+from sftlib.data.buffer import Batch
 
 CASES = [("iql", False), ("td3bc", False), ("td3bc", True), ("calql", True), ("sac", True)]
 """(algo, online): Cal-QL has three parameter groups with two learning rates."""

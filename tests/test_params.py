@@ -11,8 +11,8 @@ import yaml
 
 from sftlib import cli
 from sftlib.config import VARIANTS
-from sftlib.params import ParamsError, StudyParams, load_study_params
-from sftlib.study import pretrain_keys
+from sftlib.sweeps.params import ParamsError, StudyParams, load_study_params
+from sftlib.sweeps.study import pretrain_keys
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMS = REPO / "params"
@@ -324,7 +324,7 @@ def test_known_pretrain_keys_exclude_the_swept_ones():
 
 
 def test_cli_bad_file_exits_2_before_anything_runs(files, tmp_path, capsys, monkeypatch):
-    from sftlib import sweep
+    from sftlib.sweeps import sweep
 
     def boom(*a, **k):
         raise AssertionError("nothing may run on invalid parameters")

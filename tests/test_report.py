@@ -1,4 +1,4 @@
-"""Tests of sftlib.report: the stability table as CSV and LaTeX, and the computed verdicts."""
+"""Tests of sftlib.analysis.report: the stability table as CSV and LaTeX, and the computed verdicts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from study_tables import REPS, write_hand_study, write_small_synthetic_study
 
-from sftlib import report, results, stats
+from sftlib.analysis import report, results, stats
 
 
 @pytest.fixture(scope="module")

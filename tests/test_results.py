@@ -1,4 +1,4 @@
-"""Tests of sftlib.results (loading a study) and sftlib.synthetic (the fake study writer)."""
+"""Tests of sftlib.analysis.results (loading a study) and sftlib.analysis.synthetic (the fake study writer)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sftlib import layout, results, synthetic
-from sftlib.synthetic import write_synthetic_study
+from sftlib import layout
+from sftlib.analysis import results, synthetic
+from sftlib.analysis.synthetic import write_synthetic_study
 
 DATASETS = ("local/hopper-medium-v0", "mujoco/walker2d/medium-v0")
 VARIANTS = ("direct", "sft", "sft-noswitch")

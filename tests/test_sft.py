@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from sftlib.agents import make_agent
-from sftlib.buffer import Normalizer, ReplayBuffer
+from sftlib.agents.networks import EnsembleQ
 from sftlib.config import VARIANTS, finetune_config
-from sftlib.finetune import FineTuner
-from sftlib.networks import EnsembleQ
+from sftlib.data.buffer import Normalizer, ReplayBuffer
 from sftlib.sft import (
     FQE,
     ComprehensiveEvaluator,
@@ -26,6 +25,7 @@ from sftlib.sft import (
     pessimistic,
     select_action,
 )
+from sftlib.training.finetune import FineTuner
 
 
 def tuner(pretrained_dirs, tmp_path, algo="iql", **params) -> FineTuner:

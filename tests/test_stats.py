@@ -1,4 +1,4 @@
-"""Tests of sftlib.stats: score matrices, stratified-bootstrap aggregates, performance
+"""Tests of sftlib.analysis.stats: score matrices, stratified-bootstrap aggregates, performance
 profiles, probability of improvement and the stability table, without figures."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from rliable import metrics as rly_metrics
 from study_tables import ONLINE_STEPS, REPS, write_hand_study, write_small_synthetic_study
 
-from sftlib import results, stats
+from sftlib.analysis import results, stats
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def test_statistics_import_and_run_without_matplotlib(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import sys
-        from sftlib import report, results, stats
-        from sftlib.synthetic import write_synthetic_study
+        from sftlib.analysis import report, results, stats
+        from sftlib.analysis.synthetic import write_synthetic_study
 
         study = write_synthetic_study({str(tmp_path)!r}, variants=("direct", "sft"), seeds=(0, 1))
         summaries = results.load_summaries(study)
@@ -298,7 +298,7 @@ def test_stability_table_matches_summary_files(
 
 
 def test_promise_table_applies_both_dip_rules_by_hand():
-    from sftlib.stats import promise_table
+    from sftlib.analysis.stats import promise_table
 
     rows = []
     # task A: direct dips 30 -> sft must dip <= 10 (it dips 9: met)

@@ -18,10 +18,10 @@ import nbformat
 import pytest
 import yaml
 
-from sftlib.params import StudyParams
-from sftlib.plan import Run, describe_plan, plan
-from sftlib.runlock import RunLocked, run_lock
-from sftlib.sweep import execute_run, run_sweep
+from sftlib.sweeps.params import StudyParams
+from sftlib.sweeps.plan import Run, describe_plan, plan
+from sftlib.sweeps.runlock import RunLocked, run_lock
+from sftlib.sweeps.sweep import execute_run, run_sweep
 
 NO_DASHBOARD = {"dashboard_address": None}
 

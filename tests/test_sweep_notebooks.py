@@ -8,10 +8,10 @@ import json
 import pytest
 import yaml
 
-from sftlib.params import load_study_params
-from sftlib.plan import plan
-from sftlib.results import load_summaries
-from sftlib.sweep import run_sweep
+from sftlib.analysis.results import load_summaries
+from sftlib.sweeps.params import load_study_params
+from sftlib.sweeps.plan import plan
+from sftlib.sweeps.sweep import run_sweep
 
 from conftest import PENDULUM_ID
 

@@ -16,17 +16,24 @@ import torch
 
 from sftlib.agents import make_agent
 from sftlib.agents.iql import expectile_loss
-from sftlib.buffer import FIELDS, Batch, Normalizer, ReplayBuffer, sample_appended, sample_mixed
-from sftlib.data import DatasetInfo, dataset_info, transitions
-from sftlib.evaluation import from_env_action, to_env_action
-from sftlib.metrics import METRICS, stability_metrics
+from sftlib.analysis.metrics import METRICS, stability_metrics
+from sftlib.data.buffer import (
+    FIELDS,
+    Batch,
+    Normalizer,
+    ReplayBuffer,
+    sample_appended,
+    sample_mixed,
+)
+from sftlib.data.datasets import DatasetInfo, dataset_info, transitions
+from sftlib.data.rollouts import from_env_action, to_env_action
 
 OBS_DIM, ACT_DIM, BATCH = 3, 2, 8
 HIDDEN = (16, 16)
 ALGOS = ("iql", "td3bc", "sac")
 # With two hidden layers a network's layers are 0, 1 and 2: the output layer is layer 2 (of
 # every ensemble member: the members are one stack). Written out by hand, independent of
-# sftlib.networks.output_layers.
+# sftlib.agents.networks.output_layers.
 OUTPUT = {"net.layers.2.weight", "net.layers.2.bias"}
 OUTPUT_PARAMS = {
     "iql": {"actor": OUTPUT | {"log_std"}, "critic": OUTPUT, "vf": OUTPUT},

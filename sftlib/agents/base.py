@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from sftlib.agents.networks import output_layers
 from sftlib.agents.optim import FlatAdam
-from sftlib.buffer import Batch, Normalizer
-from sftlib.networks import output_layers
+from sftlib.data.buffer import Batch, Normalizer
 from sftlib.typecheck import check_field_types
 
 
@@ -79,7 +79,7 @@ class Agent:
     """Base class: subclasses build networks in :meth:`_build` and implement :meth:`update`.
 
     An agent holds ``seeds`` independent copies of its networks, stacked (see
-    :mod:`sftlib.networks`): a batched run trains several seeds in one process. Tensors carry
+    :mod:`sftlib.agents.networks`): a batched run trains several seeds in one process. Tensors carry
     the seed as a leading dimension ``[seeds, B, ...]``; with ``seeds == 1`` every public
     method also takes and returns tensors without it. Each seed draws its own random numbers
     (exploration and target-smoothing noise, sampled actions) from its own generator, so a

@@ -18,7 +18,7 @@ return-to-go of ``(s, a)`` in its episode):
 Every term is computed from the parameters before the step, as the reference updates them
 (the sampled actions and ``log p`` are constants of the critic's loss; the critic is a
 constant of the actor's), so the losses are summed and taken in one backward pass and one
-Adam step. ``G`` comes with every batch (:meth:`sftlib.buffer.ReplayBuffer.fill_returns_to_go`).
+Adam step. ``G`` comes with every batch (:meth:`sftlib.data.buffer.ReplayBuffer.fill_returns_to_go`).
 Defaults follow the reference implementation for MuJoCo locomotion (CORL ``cal_ql.py``):
 conservative weight 5, 10 sampled actions, temperature 1, no entropy term in the backup,
 actor learning rate below the critic's.
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import torch
 
 from sftlib.agents.base import adam
+from sftlib.agents.networks import soft_update
 from sftlib.agents.sac import SAC, SACConfig
-from sftlib.buffer import Batch
-from sftlib.networks import soft_update
+from sftlib.data.buffer import Batch
 
 
 @dataclass

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from sftlib.agents.base import Agent, AgentConfig, adam
-from sftlib.buffer import Batch
-from sftlib.networks import EnsembleQ, GaussianActor, ValueNet, soft_update
+from sftlib.agents.networks import EnsembleQ, GaussianActor, ValueNet, soft_update
+from sftlib.data.buffer import Batch
 
 EXP_ADV_MAX = 100.0
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from sftlib.agents.base import Agent, AgentConfig
-from sftlib.buffer import Batch
-from sftlib.networks import DeterministicActor, EnsembleQ, soft_update
+from sftlib.agents.networks import DeterministicActor, EnsembleQ, soft_update
+from sftlib.data.buffer import Batch
 
 
 @dataclass

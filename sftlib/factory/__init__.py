@@ -1,7 +1,7 @@
 """D4RL-style datasets for gymnasium MuJoCo environments, stored as local Minari datasets.
 
 Levels follow D4RL's recipes with this project's own behaviour policies (SAC, see
-:mod:`sftlib.behaviour`); the numbers are *not* D4RL's:
+:mod:`sftlib.factory.behaviour`); the numbers are *not* D4RL's:
 
 - ``random``: uniform random actions.
 - ``medium``: the stochastic policy of a SAC snapshot at about a third of the expert return.
@@ -34,21 +34,21 @@ import torch
 from minari.data_collector import EpisodeBuffer
 from tqdm.auto import tqdm
 
-from sftlib import maze
-from sftlib.behaviour import (
+from sftlib.data.datasets import DatasetError, announce_first_use, load_dataset
+from sftlib.data.envs import gym_make
+from sftlib.data.rollouts import Policy, to_env_action
+from sftlib.factory import maze
+from sftlib.factory.behaviour import (
     BehaviourRecord,
     choose_levels,
     prune,
     snapshot_policy,
     train_behaviour,
 )
-from sftlib.data import DatasetError, announce_first_use, load_dataset
-from sftlib.envs import gym_make
-from sftlib.evaluation import Policy, to_env_action
 from sftlib.utils import atomic_torch_save
 
 LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
-ASSETS = Path(__file__).parent / "assets" / "behaviour"
+ASSETS = Path(__file__).parent.parent / "assets" / "behaviour"
 DEFAULT_STEPS = 100_000
 LOCAL_ID = re.compile(r"local/(?P<env>[\w\-]+)/(?P<level>[a-z\-]+)-v(?P<version>\d+)")
 
@@ -263,7 +263,7 @@ def make_datasets(
 def ensure_dataset(dataset_id: str) -> minari.MinariDataset:
     """Load ``dataset_id``; a missing ``local/<env>/<level>-vN`` id is made by the factory
     first (only version 0 corresponds to the default recipe), a missing
-    ``local/pointmaze/<maze>-vN`` by the PointMaze factory (:mod:`sftlib.maze`)."""
+    ``local/pointmaze/<maze>-vN`` by the PointMaze factory (:mod:`sftlib.factory.maze`)."""
     if maze.LOCAL_ID.fullmatch(dataset_id):
         return maze.ensure_pointmaze_dataset(dataset_id)
     if dataset_id not in minari.list_local_datasets():

@@ -1,7 +1,7 @@
 """Several fine-tuning seeds in one process: ``finetune_seeds(configs, out_dirs)`` runs the
 seeds of one study point side by side, one stacked learner updating every seed at once and
 one environment per seed. Each seed writes exactly the run directory of its one-seed run
-(:func:`sftlib.finetune.finetune`), the same numbers to the bit on the same machine when
+(:func:`sftlib.training.finetune.finetune`), the same numbers to the bit on the same machine when
 the update is not compiled, and resumes from the same checkpoints.
 
 Every variant batches. What a seed decides stays its own: PEX's and SFT's selections, SFT's
@@ -28,11 +28,16 @@ from tqdm.auto import tqdm
 
 from sftlib.agents import Agent
 from sftlib.agents.seeds import bind_seed, is_bound, seed_state, stack_agents
-from sftlib.buffer import Batch
-from sftlib.checkpoint import EXECUTION_FIELDS, CheckpointError, comparable_config, load_pretrained
 from sftlib.config import FinetuneConfig
-from sftlib.finetune import FineTuner, FinetuneResult, resume_point, update_fqe
+from sftlib.data.buffer import Batch
 from sftlib.sft import StackedFQE
+from sftlib.training.checkpoint import (
+    EXECUTION_FIELDS,
+    CheckpointError,
+    comparable_config,
+    load_pretrained,
+)
+from sftlib.training.finetune import FineTuner, FinetuneResult, resume_point, update_fqe
 
 BATCH_FIELDS = ("seed", "pretrain_dir")
 """What may differ between the seeds of one :func:`finetune_seeds` batch."""

@@ -1,7 +1,7 @@
 """Goal-reaching tasks: the observation rule, sparse-reward conventions and the success rule.
 
-Pure rules in one place, used by the dataset loader (:mod:`sftlib.data`), the environment
-maker (:mod:`sftlib.envs`) and evaluation alike, so that training, evaluation and online
+Pure rules in one place, used by the dataset loader (:mod:`sftlib.data.datasets`), the environment
+maker (:mod:`sftlib.data.envs`) and evaluation alike, so that training, evaluation and online
 data see identical inputs and rewards.
 
 **Observation rule.** Goal-reaching tasks (Minari's D4RL PointMaze, AntMaze, Kitchen) have

@@ -4,7 +4,7 @@ For tests and for the analysis notebooks when no real study exists. The curves a
 from a hand-written generative model (baselines dip after the switch to online data and
 recover; ``sft`` variants dip less; the learner of reset variants drops after every reset,
 and the executed policy mostly does not). They encode *our expectation*, not a result:
-the study root gets a ``SYNTHETIC`` marker file, :mod:`sftlib.results` exposes it as
+the study root gets a ``SYNTHETIC`` marker file, :mod:`sftlib.analysis.results` exposes it as
 ``df.attrs["synthetic"]`` and every figure and table made from it is labelled.
 
 This module imports no algorithm code.
@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sftlib.analysis.metrics import stability_metrics
+from sftlib.analysis.results import HOW_TO_PRODUCE, VARIANT_ORDER, check_study_dir
 from sftlib.layout import (
     EVAL_CSV,
     EVENTS_CSV,
@@ -29,8 +31,6 @@ from sftlib.layout import (
     SYNTHETIC_MARKER,
     run_dir,
 )
-from sftlib.metrics import stability_metrics
-from sftlib.results import HOW_TO_PRODUCE, VARIANT_ORDER, check_study_dir
 from sftlib.utils import atomic_write_text
 
 DEFAULT_DATASETS = ("local/hopper-medium-v0", "local/walker2d-medium-v0")
@@ -143,13 +143,13 @@ def write_synthetic_study(
 
     Writes per run ``eval.csv``, ``events.csv`` (possibly header-only), ``params.yaml`` and,
     last and atomically, ``summary.json`` whose metrics are computed from ``eval.csv`` by
-    :func:`sftlib.metrics.stability_metrics`; and a ``SYNTHETIC`` marker at the study root.
+    :func:`sftlib.analysis.metrics.stability_metrics`; and a ``SYNTHETIC`` marker at the study root.
     """
     rng = np.random.default_rng(rng_seed)
     study_dir = Path(root) / study
     study_dir.mkdir(parents=True, exist_ok=True)
     (study_dir / SYNTHETIC_MARKER).write_text(
-        "This study was written by sftlib.synthetic.write_synthetic_study: FAKE data for tests "
+        "This study was written by sftlib.analysis.synthetic.write_synthetic_study: FAKE data for tests "
         "and demos, not experimental results.\n"
     )
     steps = np.arange(0, online_steps + 1, eval_every)

@@ -52,11 +52,11 @@ from gymnasium.envs.registration import EnvSpec
 from minari.data_collector import EpisodeBuffer
 from tqdm.auto import tqdm
 
-from sftlib.data import DatasetError, announce_first_use, load_dataset
-from sftlib.envs import import_env_package
-from sftlib.goals import ACHIEVED_GOAL_KEY, DESIRED_GOAL_KEY, OBSERVATION_KEY, SUCCESS_INFO_KEY
+from sftlib.data.datasets import DatasetError, announce_first_use, load_dataset
+from sftlib.data.envs import import_env_package
+from sftlib.data.goals import ACHIEVED_GOAL_KEY, DESIRED_GOAL_KEY, OBSERVATION_KEY, SUCCESS_INFO_KEY
 
-if TYPE_CHECKING:  # gymnasium-robotics is imported only when an env is made (sftlib.envs)
+if TYPE_CHECKING:  # gymnasium-robotics is imported only when an env is made (sftlib.data.envs)
     from gymnasium_robotics.envs.maze.maze_v4 import Maze
 
 GOAL, RESET = "g", "r"
@@ -391,12 +391,12 @@ def make_pointmaze_dataset(
             buffer=episodes,
             env=spec,
             eval_env=evaluation,
-            algorithm_name="BFS planner + waypoint PD controller (sftlib.maze)",
+            algorithm_name="BFS planner + waypoint PD controller (sftlib.factory.maze)",
             author="sftlib PointMaze factory",
             expert_policy=expert_policy(evaluation),
             num_episodes_average_score=ref_episodes,
             description=(
-                f"D4RL-style PointMaze '{maze}' dataset made by sftlib.maze with a BFS planner "
+                f"D4RL-style PointMaze '{maze}' dataset made by sftlib.factory.maze with a BFS planner "
                 f"and a noisy waypoint PD controller ({n_steps} transitions, seed {seed}), in "
                 f"the format of Minari's D4RL/pointmaze/{maze}-v2. Not Farama's data."
             ),
@@ -411,7 +411,7 @@ def ensure_pointmaze_dataset(dataset_id: str) -> minari.MinariDataset:
         if match["maze"] not in MAZES:
             raise DatasetError(
                 f"dataset {dataset_id!r}: unknown maze {match['maze']!r}; "
-                f"sftlib.maze knows {list(MAZES)}"
+                f"sftlib.factory.maze knows {list(MAZES)}"
             )
         with announce_first_use(dataset_id):
             return make_pointmaze_dataset(
@@ -421,9 +421,9 @@ def ensure_pointmaze_dataset(dataset_id: str) -> minari.MinariDataset:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m sftlib.maze umaze [--steps N] [--dense]``: make a local PointMaze dataset
+    """``python -m sftlib.factory.maze umaze [--steps N] [--dense]``: make a local PointMaze dataset
     (or load it, if it exists) and print its size and reference scores."""
-    parser = argparse.ArgumentParser(prog="python -m sftlib.maze", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sftlib.factory.maze", description=__doc__)
     parser.add_argument("maze", choices=MAZES)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--seed", type=int, default=0)

@@ -17,10 +17,10 @@ from torch.distributions import Normal
 from tqdm.auto import tqdm
 
 from sftlib.agents import SAC, SACConfig
-from sftlib.buffer import ReplayBuffer
-from sftlib.envs import gym_make
-from sftlib.evaluation import evaluate_policy, from_env_action, to_env_action
-from sftlib.networks import LOG_STD_MAX, LOG_STD_MIN, GaussianActor
+from sftlib.agents.networks import LOG_STD_MAX, LOG_STD_MIN, GaussianActor
+from sftlib.data.buffer import ReplayBuffer
+from sftlib.data.envs import gym_make
+from sftlib.data.rollouts import evaluate_policy, from_env_action, to_env_action
 from sftlib.utils import seed_everything
 
 BehaviourRecord = dict[str, Any]

@@ -1,7 +1,7 @@
 """Statistics of a study: score matrices, rliable aggregates with stratified-bootstrap
 intervals, performance profiles, probability of improvement and the stability table.
 
-Pure functions on the result tables of :mod:`sftlib.results` and on ``[num_runs x num_tasks]``
+Pure functions on the result tables of :mod:`sftlib.analysis.results` and on ``[num_runs x num_tasks]``
 arrays; no figures, so this module imports (and is tested) without matplotlib or seaborn.
 
 Conventions used throughout:
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from rliable import metrics as rly_metrics
 
-from sftlib.results import VARIANT_ORDER
+from sftlib.analysis.results import VARIANT_ORDER
 
 BASELINES = ("direct", "pex")
 """Variants that are baselines rather than SFT ablations."""
@@ -237,7 +237,7 @@ def aggregate(
     """rliable aggregates of ``metric`` across runs and tasks, per variant, with CIs.
 
     Args:
-        summaries: output of :func:`sftlib.results.load_summaries`.
+        summaries: output of :func:`sftlib.analysis.results.load_summaries`.
         metric: a summary field, e.g. ``score_final``, ``dip``, ``steps_to_recover``.
         variants: variants to compare (default: all present), on their common tasks.
         aggregates: subset of :data:`AGGREGATES`; default all of them for score metrics and

@@ -2,8 +2,8 @@
 
 Two kinds of observations are supported: flat vectors (``Box``, MuJoCo locomotion, Adroit)
 and goal dicts (``Dict`` with ``observation``/``achieved_goal``/``desired_goal``: D4RL
-PointMaze, AntMaze), which are flattened by the goal rule of :mod:`sftlib.goals`
-(``concat(observation, desired_goal)``) -- the same rule :func:`sftlib.envs.make_env`
+PointMaze, AntMaze), which are flattened by the goal rule of :mod:`sftlib.data.goals`
+(``concat(observation, desired_goal)``) -- the same rule :func:`sftlib.data.envs.make_env`
 applies online and in evaluation. Anything else (images, discrete actions, a dict without
 a goal, an environment whose package is missing) is one :class:`DatasetError` from
 :func:`check_dataset`, raised by :func:`dataset_info` and :func:`transitions` before any
@@ -12,13 +12,14 @@ compute.
 Scores: a task reports the D4RL-normalised return (:meth:`DatasetInfo.normalize`, 0-100)
 when its dataset has ``ref_min_score``/``ref_max_score``; a task that defines success
 (``DatasetInfo.success_key``, the mazes) also reports the success rate in percent
-(:func:`sftlib.goals.success_rate` of :func:`sftlib.evaluation.evaluate_policy_with_success`).
+(:func:`sftlib.data.goals.success_rate` of :func:`sftlib.data.rollouts.evaluate_policy_with_success`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,11 +29,9 @@ import minari
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
-from sftlib.buffer import ReplayBuffer
-from sftlib.config import validate_dataset_id
-from sftlib.envs import EnvPackageError, import_env_package
-from sftlib.evaluation import from_env_action
-from sftlib.goals import (
+from sftlib.data.buffer import ReplayBuffer
+from sftlib.data.envs import EnvPackageError, import_env_package
+from sftlib.data.goals import (
     check_reward_convention,
     flat_obs_dim,
     flatten_goal_obs,
@@ -41,6 +40,7 @@ from sftlib.goals import (
     shape_reward,
     success_key,
 )
+from sftlib.data.rollouts import from_env_action
 
 
 class DatasetError(ValueError):
@@ -48,6 +48,15 @@ class DatasetError(ValueError):
 
 
 @contextlib.contextmanager
+def validate_dataset_id(dataset_id: str) -> None:
+    """Minari ids are ``[namespace/]name-vN``; catch a missing version before any I/O."""
+    if not isinstance(dataset_id, str) or not re.fullmatch(r"[\w.\-/]+-v\d+", dataset_id):
+        raise ValueError(
+            f"dataset_id {dataset_id!r} is not a Minari id with a version, e.g. "
+            "'local/hopper/medium-v0' or 'mujoco/hopper/medium-v0'"
+        )
+
+
 def announce_first_use(dataset_id: str) -> Iterator[None]:
     """One line before and one after a factory makes a missing dataset on first use (a
     minute or so of silence otherwise)."""
@@ -68,8 +77,8 @@ MAKE_LOCAL_HINT = (
 )
 MAKE_LOCAL_POINTMAZE_HINT = (
     "To make a local D4RL-style PointMaze dataset instead, run e.g. "
-    "`python -m sftlib.maze umaze` (gives 'local/pointmaze/umaze-v0'), "
-    "or call sftlib.maze.make_pointmaze_dataset(...)."
+    "`python -m sftlib.factory.maze umaze` (gives 'local/pointmaze/umaze-v0'), "
+    "or call sftlib.factory.maze.make_pointmaze_dataset(...)."
 )
 
 
@@ -184,20 +193,20 @@ class DatasetInfo:
     env_id: str
     obs_dim: int
     """Size of the policy input: the Box size, or for goal datasets the flat size of
-    ``concat(observation, desired_goal)`` (see :mod:`sftlib.goals`)."""
+    ``concat(observation, desired_goal)`` (see :mod:`sftlib.data.goals`)."""
     act_dim: int
     ref_min_score: float
     ref_max_score: float
     n_episodes: int
     n_transitions: int
     goal_conditioned: bool = False
-    """Observations are goal dicts, flattened by :func:`sftlib.goals.flatten_goal_obs`."""
+    """Observations are goal dicts, flattened by :func:`sftlib.data.goals.flatten_goal_obs`."""
     success_key: str | None = None
     """The ``info`` key that defines success (``"success"`` for the mazes), else ``None``:
     such a task also reports its success rate in percent."""
     eval_env_spec: str | None = None
     """JSON of the ``EnvSpec`` to evaluate and fine-tune in (Minari's evaluation
-    environment), or ``None``: ``gym.make(env_id)``. Used by :func:`sftlib.envs.make_env`."""
+    environment), or ``None``: ``gym.make(env_id)``. Used by :func:`sftlib.data.envs.make_env`."""
 
     def normalize(self, returns: np.ndarray | float) -> np.ndarray:
         """D4RL normalised score on a 0-100 scale: ``100 (R - min) / (max - min)``."""
@@ -217,7 +226,7 @@ def dataset_info(ds: minari.MinariDataset) -> DatasetInfo:
     if meta.get("ref_min_score") is None or meta.get("ref_max_score") is None:
         raise DatasetError(
             f"dataset {did!r} has no ref_min_score/ref_max_score, so scores cannot be "
-            "normalised. Use a dataset made by sftlib.factory or sftlib.maze, or a Minari "
+            "normalised. Use a dataset made by sftlib.factory or sftlib.factory.maze, or a Minari "
             "MuJoCo or D4RL dataset."
         )
     env_spec = ds.spec.env_spec
@@ -244,8 +253,8 @@ def transitions(ds: minari.MinariDataset, *, reward_convention: str = "raw") -> 
     """All transitions of ``ds`` in a buffer, actions mapped to ``[-1, 1]``.
 
     ``obs``/``next_obs`` are ``[N, obs_dim]`` float32: the Box observations, or for goal
-    datasets ``concat(observation, desired_goal)`` (:func:`sftlib.goals.flatten_goal_obs`).
-    ``rewards`` follow ``reward_convention`` (:data:`sftlib.goals.REWARD_CONVENTIONS`;
+    datasets ``concat(observation, desired_goal)`` (:func:`sftlib.data.goals.flatten_goal_obs`).
+    ``rewards`` follow ``reward_convention`` (:data:`sftlib.data.goals.REWARD_CONVENTIONS`;
     ``"raw"`` keeps them as stored). ``terminals`` holds *terminations only*: an episode
     cut by the time limit (truncation) still bootstraps from its last next-observation.
     """

@@ -2,8 +2,8 @@
 
 :func:`make_env` imports the package an environment lives in (registering its ids, e.g.
 gymnasium-robotics' ``PointMaze_*``/``AntMaze_*``/``AdroitHand*``), builds it from an id, an
-``EnvSpec`` or a dataset's :class:`~sftlib.data.DatasetInfo`, and applies the goal
-observation rule of :mod:`sftlib.goals` to goal-reaching environments, so that the agent
+``EnvSpec`` or a dataset's :class:`~sftlib.data.datasets.DatasetInfo`, and applies the goal
+observation rule of :mod:`sftlib.data.goals` to goal-reaching environments, so that the agent
 sees online exactly the inputs it was trained on offline.
 
 A missing package is one :class:`EnvPackageError` naming the package and the command that
@@ -24,7 +24,7 @@ from typing import Protocol
 import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
 
-from sftlib.goals import GoalObservation, is_goal_space, observation_problem
+from sftlib.data.goals import GoalObservation, is_goal_space, observation_problem
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class EnvPackageError(ImportError):
 
 
 class EnvRecord(Protocol):
-    """What :func:`make_env` needs from a dataset description (:class:`sftlib.data.DatasetInfo`)."""
+    """What :func:`make_env` needs from a dataset description (:class:`sftlib.data.datasets.DatasetInfo`)."""
 
     env_id: str
     eval_env_spec: str | None
@@ -173,7 +173,7 @@ def make_env(source: EnvSource) -> gym.Env:
 
     Imports (and registers) the package the environment needs, ``gym.make`` s it, and wraps
     goal-reaching environments (``Dict`` observations with ``observation`` and
-    ``desired_goal``) in :class:`sftlib.goals.GoalObservation`. A Box environment is exactly
+    ``desired_goal``) in :class:`sftlib.data.goals.GoalObservation`. A Box environment is exactly
     ``gym.make(env_id)``. Raises :class:`EnvPackageError` for a missing package and
     ``ValueError`` for observations the agents cannot take (images, other ``Dict`` s).
     """

@@ -1,6 +1,6 @@
 """A merged study: the grid of runs and their shared parameters, validated up front.
 
-:class:`StudyParams` is what :func:`sftlib.params.load_study_params` returns after layering
+:class:`StudyParams` is what :func:`sftlib.sweeps.params.load_study_params` returns after layering
 the study files. Every problem is reported as one line ``<file>: <key>: <what is wrong>;
 <allowed values or expected type>`` naming the file that set the key, all lines together as
 one :class:`ParamsError`. Beyond keys and types, the configs of every grid point are built
@@ -25,8 +25,8 @@ from sftlib.config import (
     field_names,
     finetune_config,
     pretrain_config,
-    validate_dataset_id,
 )
+from sftlib.data.datasets import validate_dataset_id
 from sftlib.typecheck import describe, field_hints, matches, type_name
 
 PRETRAIN_RESERVED = ("dataset_id", "algo", "seed")

@@ -1,6 +1,6 @@
 """Figures of a single run, drawn while it is inspected (notebooks 01 and 02).
 
-Same style and colours as the study figures of :mod:`sftlib.figures`; reads one run's
+Same style and colours as the study figures of :mod:`sftlib.analysis.figures`; reads one run's
 ``eval.csv`` / ``events.csv`` tables only.
 """
 
@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from sftlib.figures import (
+from sftlib.analysis.figures import (
     SCORE_LABEL,
     STEP_LABEL,
     finish_figure,

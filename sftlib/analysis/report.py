@@ -1,7 +1,7 @@
 """Text of a study: names and units of the metrics, number formatting, the computed verdicts
 (``describe_*``) and the stability table as CSV and booktabs LaTeX.
 
-Reads the tables of :mod:`sftlib.stats`; no figures, so no matplotlib. Everything made from a
+Reads the tables of :mod:`sftlib.analysis.stats`; no figures, so no matplotlib. Everything made from a
 synthetic study (``attrs["synthetic"]`` or ``synthetic=True``) says so: verdicts start with
 :data:`SYNTHETIC_TITLE`, the CSV has a ``synthetic`` column and the LaTeX caption a warning.
 """
@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from sftlib.stats import STABILITY_METRICS, higher_is_better, is_synthetic_table, ordered_variants
+from sftlib.analysis.stats import (
+    STABILITY_METRICS,
+    higher_is_better,
+    is_synthetic_table,
+    ordered_variants,
+)
 
 SYNTHETIC_TITLE = "SYNTHETIC DATA - not experimental results"
 """Banner of every figure, verdict and table made from a synthetic study."""
@@ -107,7 +112,7 @@ def format_mean_std(mean: float, std: float, scale: float = 1.0, digits: int = 1
 def stability_latex(
     table: pd.DataFrame, name: str = STABILITY_TABLE, synthetic: bool = False
 ) -> str:
-    """Booktabs LaTeX ``table`` of :func:`sftlib.stats.stability_table`: ``mean \\pm std``
+    """Booktabs LaTeX ``table`` of :func:`sftlib.analysis.stats.stability_table`: ``mean \\pm std``
     cells, steps to recover in thousands with recovered/total runs in brackets.
 
     Written by hand rather than with ``DataFrame.to_latex``: pandas' Styler, which that uses,
@@ -164,7 +169,7 @@ def write_stability_table(
     name: str = STABILITY_TABLE,
     synthetic: bool | None = None,
 ) -> tuple[Path, Path]:
-    """Write :func:`sftlib.stats.stability_table` to ``<out_dir>/<name>.csv`` and ``.tex``.
+    """Write :func:`sftlib.analysis.stats.stability_table` to ``<out_dir>/<name>.csv`` and ``.tex``.
 
     The CSV holds the raw numbers plus a ``synthetic`` column; the LaTeX file is
     :func:`stability_latex`, captioned "SYNTHETIC DATA" when the study is synthetic.
@@ -187,7 +192,7 @@ def write_stability_table(
 def describe_aggregates(
     aggregates: pd.DataFrame, aggregate_name: str = "IQM", synthetic: bool | None = None
 ) -> str:
-    """Plain-text verdict from :func:`sftlib.stats.aggregate`: which variant is best on
+    """Plain-text verdict from :func:`sftlib.analysis.stats.aggregate`: which variant is best on
     ``aggregate_name``, with the numbers and intervals, and whether its interval separates it
     from each other variant (non-overlapping intervals) or not (overlap: not resolved by these
     runs)."""
@@ -228,7 +233,7 @@ def describe_aggregates(
 
 
 def describe_probability(improvement: pd.DataFrame, synthetic: bool | None = None) -> str:
-    """Plain-text verdict from :func:`sftlib.stats.probability_of_improvement`: for each pair,
+    """Plain-text verdict from :func:`sftlib.analysis.stats.probability_of_improvement`: for each pair,
     whether the interval lies above 0.5 (X better), below it (Y better) or contains it
     (unresolved)."""
     lines = []
@@ -250,7 +255,7 @@ def describe_probability(improvement: pd.DataFrame, synthetic: bool | None = Non
 
 
 def describe_reset_drops(drops: pd.DataFrame, synthetic: bool | None = None) -> str:
-    """Plain-text summary of :func:`sftlib.results.reset_drops`: mean (and max) drop of the
+    """Plain-text summary of :func:`sftlib.analysis.results.reset_drops`: mean (and max) drop of the
     learner and of the executed policy after a reset, per variant, in score points."""
     prefix = f"[{SYNTHETIC_TITLE}]\n" if is_synthetic_table(drops, synthetic) else ""
     if drops.empty:
@@ -275,7 +280,7 @@ CONCLUSION_FILE = "conclusion.txt"
 
 
 def write_promise_table(table: pd.DataFrame, out_dir: str | Path) -> Path:
-    """The per-task promise table (:func:`sftlib.stats.promise_table`) as CSV."""
+    """The per-task promise table (:func:`sftlib.analysis.stats.promise_table`) as CSV."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{PROMISE_TABLE}.csv"

@@ -1,5 +1,5 @@
 """Planning a sweep: the runs a study expands into, each one notebook execution. Touches no
-file; see :mod:`sftlib.sweep` for how the runs execute."""
+file; see :mod:`sftlib.sweeps.sweep` for how the runs execute."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 from sftlib.config import resolved_finetune, resolved_pretrain
 from sftlib.layout import PRETRAIN_DIRNAME, SUMMARY, run_dir
-from sftlib.study import StudyParams
+from sftlib.sweeps.study import StudyParams
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 """The repository's notebooks (``notebooks/`` beside the ``sftlib`` package)."""
 PRETRAIN_NOTEBOOK = NOTEBOOKS_DIR / "01_offline_pretrain.ipynb"
 FINETUNE_NOTEBOOK = NOTEBOOKS_DIR / "02_sft_finetune.ipynb"
@@ -83,8 +83,8 @@ def plan(
 
     Pretraining trains up to ``seeds_per_process`` seeds of one (dataset, algo) in one
     process, as one stacked model (0: all of them): each seed still writes exactly its own
-    one-seed run (:func:`sftlib.pretrain.pretrain_seeds`). Fine-tuning does the same, in
-    the same groups of seeds, for every variant (:func:`sftlib.finetune_batch.finetune_seeds`:
+    one-seed run (:func:`sftlib.training.pretrain.pretrain_seeds`). Fine-tuning does the same, in
+    the same groups of seeds, for every variant (:func:`sftlib.training.loop.finetune_seeds`:
     one stacked learner, each seed's decisions its own).
     """
     if seeds_per_process < 0:

@@ -13,7 +13,7 @@ Run directory (``out_dir``), one per seed:
 A seed trained in a batch writes exactly the files it would write alone, with the same
 numbers on the same machine: every seed draws its initial weights, its batches and its noise
 from its own generators, and every operation on the stacked networks treats a seed's slice
-as it would treat the seed alone (see :mod:`sftlib.networks`, :func:`sftlib.agents.base.adam`).
+as it would treat the seed alone (see :mod:`sftlib.agents.networks`, :func:`sftlib.agents.base.adam`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,13 @@ from tqdm.auto import tqdm
 
 from sftlib.agents import Agent, agent_class, make_agent
 from sftlib.agents.seeds import seed_state, stack_agents, stack_states
-from sftlib.buffer import Normalizer, ReplayBuffer
-from sftlib.checkpoint import (
+from sftlib.config import PretrainConfig, compile_update
+from sftlib.data.buffer import Normalizer, ReplayBuffer
+from sftlib.data.datasets import DatasetInfo, dataset_info, load_dataset, transitions
+from sftlib.data.goals import success_rate
+from sftlib.data.rollouts import evaluate_seeds
+from sftlib.layout import AGENT, EVAL_CSV, PRETRAIN_EVAL_COLUMNS, STATE, SUMMARY, TRAIN_CSV
+from sftlib.training.checkpoint import (
     AGENT_FORMAT,
     check_checkpoint_config,
     comparable_config,
@@ -39,11 +44,6 @@ from sftlib.checkpoint import (
     load_checkpoint,
     write_csv,
 )
-from sftlib.config import PretrainConfig, compile_update
-from sftlib.data import DatasetInfo, dataset_info, load_dataset, transitions
-from sftlib.evaluation import evaluate_seeds
-from sftlib.goals import success_rate
-from sftlib.layout import AGENT, EVAL_CSV, PRETRAIN_EVAL_COLUMNS, STATE, SUMMARY, TRAIN_CSV
 from sftlib.utils import (
     MetricSums,
     atomic_torch_save,

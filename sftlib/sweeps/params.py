@@ -24,9 +24,9 @@ study::
       reset_every: 10000
     grid:                                 # optional: finetune keys -> lists of values; every
       reset_scope: [last, full]           #   combination is a separate fine-tuning run named
-                                          #   <variant>+reset_scope=full (see sftlib.sweep)
+                                          #   <variant>+reset_scope=full (see sftlib.sweeps.sweep)
 
-The merged study is validated by :class:`sftlib.study.StudyParams`. Every problem is
+The merged study is validated by :class:`sftlib.sweeps.study.StudyParams`. Every problem is
 reported as one line ``<file>: <key>: <what is wrong>; <allowed values
 or expected type>``, naming the file that set the key, and all lines are raised together
 as one :class:`ParamsError` by :func:`load_study_params` -- before any dataset is built or
@@ -47,7 +47,7 @@ from typing import Any
 
 import yaml
 
-from sftlib.study import ParamsError, StudyParams
+from sftlib.sweeps.study import ParamsError, StudyParams
 from sftlib.typecheck import describe
 
 TOP_LEVEL_KEYS = (

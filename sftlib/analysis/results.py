@@ -5,7 +5,7 @@ its ``summary.json`` exists (the runner writes it last, atomically); incomplete 
 skipped with a warning so that a half-finished sweep can still be inspected.
 
 Every table carries ``df.attrs["synthetic"]`` (True when the study root holds a ``SYNTHETIC``
-marker file, see :mod:`sftlib.synthetic`) and ``df.attrs["study_dir"]``. ``attrs`` do not survive
+marker file, see :mod:`sftlib.analysis.synthetic`) and ``df.attrs["study_dir"]``. ``attrs`` do not survive
 every pandas operation, so plotting functions also accept an explicit ``synthetic=`` flag.
 
 This module reads files only; it imports no algorithm code.

@@ -1,10 +1,10 @@
 """Publication figures of a study, and :func:`write_paper_figures`, the one pipeline that
 writes every figure and table of a study (used by ``sft figures`` and notebook 06 alike).
 
-Reads only result tables (:mod:`sftlib.results`) and the tables of :mod:`sftlib.stats`;
+Reads only result tables (:mod:`sftlib.analysis.results`) and the tables of :mod:`sftlib.analysis.stats`;
 imports no algorithm code. Every figure made from a synthetic study
 (``df.attrs["synthetic"]`` or ``synthetic=True``) gets a red "SYNTHETIC DATA" title and a
-watermark. Figures of a single run (notebooks 01, 02) are in :mod:`sftlib.run_figures`.
+watermark. Figures of a single run (notebooks 01, 02) are in :mod:`sftlib.analysis.run_figures`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from sftlib import report, results, stats
+from sftlib.analysis import report, results, stats
+from sftlib.analysis.report import ALGO_NAMES, SYNTHETIC_TITLE, metric_label, metric_name
+from sftlib.analysis.stats import BASELINES, higher_is_better, is_synthetic_table, ordered_variants
 from sftlib.layout import FIGURES_DIRNAME
-from sftlib.report import ALGO_NAMES, SYNTHETIC_TITLE, metric_label, metric_name
-from sftlib.stats import BASELINES, higher_is_better, is_synthetic_table, ordered_variants
 
 _PALETTE = sns.color_palette("colorblind", 10)
 VARIANT_COLORS: dict[str, tuple[float, float, float]] = {
@@ -151,7 +151,7 @@ def _interval_bar(
 def plot_aggregates(
     aggregates: pd.DataFrame, synthetic: bool | None = None, title: str | None = None
 ) -> Figure:
-    """One panel per aggregate of :func:`sftlib.stats.aggregate`: a bar spanning the CI per
+    """One panel per aggregate of :func:`sftlib.analysis.stats.aggregate`: a bar spanning the CI per
     variant and a black tick at the point estimate, in the metric's units."""
     synthetic = is_synthetic_table(aggregates, synthetic)
     metric = aggregates.attrs.get("metric", "score_final")
@@ -186,7 +186,7 @@ def plot_aggregates(
 def plot_performance_profiles(
     profiles: pd.DataFrame, synthetic: bool | None = None, title: str | None = None
 ) -> Figure:
-    """Score distributions of :func:`sftlib.stats.performance_profiles` with their 95% bands."""
+    """Score distributions of :func:`sftlib.analysis.stats.performance_profiles` with their 95% bands."""
     synthetic = is_synthetic_table(profiles, synthetic)
     metric = profiles.attrs.get("metric", "score_final")
     with style():
@@ -213,7 +213,7 @@ def plot_performance_profiles(
 def plot_probability_of_improvement(
     improvement: pd.DataFrame, synthetic: bool | None = None, title: str | None = None
 ) -> Figure:
-    """One row per pair of :func:`sftlib.stats.probability_of_improvement` (several metrics may
+    """One row per pair of :func:`sftlib.analysis.stats.probability_of_improvement` (several metrics may
     be concatenated): CI bar coloured by the comparator, tick at the estimate, dashed line at
     0.5 (no difference). "Better" is ``<`` for lower-is-better metrics such as the dip."""
     synthetic = is_synthetic_table(improvement, synthetic)
@@ -299,9 +299,9 @@ def plot_learning_curves(
     """Evaluation curves, one panel per (dataset, algo): mean over seeds with 95% CI band.
 
     Args:
-        curves: output of :func:`sftlib.results.load_study` (scores 0-100 against
+        curves: output of :func:`sftlib.analysis.results.load_study` (scores 0-100 against
             environment steps).
-        events: output of :func:`sftlib.results.load_events`; ``switch`` events are drawn as
+        events: output of :func:`sftlib.analysis.results.load_events`; ``switch`` events are drawn as
             triangles along the top of the panel (one per run and switch), ``reset`` events as
             dotted vertical lines (one per distinct step), in the variant's colour.
         variants: variants to draw (default all present).
@@ -426,7 +426,7 @@ def plot_reset_drops(
     drops: pd.DataFrame, synthetic: bool | None = None, title: str | None = None
 ) -> Figure:
     """Per variant, the drop (normalised score points) after each reset of the learner vs the
-    executed policy (box + dots), from :func:`sftlib.results.reset_drops`."""
+    executed policy (box + dots), from :func:`sftlib.analysis.results.reset_drops`."""
     synthetic = is_synthetic_table(drops, synthetic)
     long = drops.melt(
         id_vars=["variant"],
@@ -467,8 +467,8 @@ class PaperFigures:
     ``files`` maps each product (``aggregates``, ..., ``stability_table``) to its written paths
     (PNG and PDF; CSV and LaTeX for the table), ``figures`` each figure product to its figure
     (closed in pyplot, so shown only where displayed). The tables are those of
-    :mod:`sftlib.stats` (``probability_of_improvement`` is None when ``x`` has no comparator);
-    ``conclusion`` is the plain-text verdicts of :mod:`sftlib.report` on them.
+    :mod:`sftlib.analysis.stats` (``probability_of_improvement`` is None when ``x`` has no comparator);
+    ``conclusion`` is the plain-text verdicts of :mod:`sftlib.analysis.report` on them.
     """
 
     study_dir: Path
@@ -502,7 +502,7 @@ def write_paper_figures(
     another variant are present), ``learning_curves`` (all variants),
     ``learning_curves_learner`` (``x`` and the baselines, learner dashed), each as PNG and
     PDF, ``stability_table`` as CSV and LaTeX, and the numbers behind them
-    (:func:`sftlib.report.write_numbers`: ``aggregates.csv``,
+    (:func:`sftlib.analysis.report.write_numbers`: ``aggregates.csv``,
     ``probability_of_improvement.csv``, ``conclusion.txt``).
 
     Args:

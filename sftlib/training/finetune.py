@@ -26,24 +26,13 @@ import torch
 from tqdm.auto import tqdm
 
 from sftlib.agents import Agent
-from sftlib.buffer import Batch, ReplayBuffer, sample_online_data
-from sftlib.checkpoint import (
-    agent_from_state,
-    check_checkpoint_config,
-    check_compatible,
-    comparable_config,
-    completed_summary,
-    finetune_checkpoint,
-    load_checkpoint,
-    load_pretrained,
-    restore_finetune_checkpoint,
-    write_csv,
-)
+from sftlib.analysis.metrics import stability_metrics
 from sftlib.config import FinetuneConfig, compile_update
-from sftlib.data import DatasetInfo, dataset_info, load_dataset, transitions
-from sftlib.envs import make_env
-from sftlib.evaluation import evaluate_policy_with_success, to_env_action
-from sftlib.goals import shape_reward, success_rate
+from sftlib.data.buffer import Batch, ReplayBuffer, sample_online_data
+from sftlib.data.datasets import DatasetInfo, dataset_info, load_dataset, transitions
+from sftlib.data.envs import make_env
+from sftlib.data.goals import shape_reward, success_rate
+from sftlib.data.rollouts import evaluate_policy_with_success, to_env_action
 from sftlib.layout import (
     CHECK_COLUMNS,
     CHECKS_CSV,
@@ -56,7 +45,6 @@ from sftlib.layout import (
     SUMMARY,
     TRAIN_CSV,
 )
-from sftlib.metrics import stability_metrics
 from sftlib.sft import (
     FQE,
     ComprehensiveEvaluator,
@@ -70,6 +58,18 @@ from sftlib.sft import (
     mc_vetoes,
     passes,
     select_action,
+)
+from sftlib.training.checkpoint import (
+    agent_from_state,
+    check_checkpoint_config,
+    check_compatible,
+    comparable_config,
+    completed_summary,
+    finetune_checkpoint,
+    load_checkpoint,
+    load_pretrained,
+    restore_finetune_checkpoint,
+    write_csv,
 )
 from sftlib.utils import (
     atomic_torch_save,
@@ -199,7 +199,7 @@ class FineTuner:
         """``perf_counter`` at which the run would have started without interruptions."""
         self.seeds_in_process = 1
         """How many seeds fine-tuned side by side in this run's process
-        (:func:`sftlib.finetune_batch.finetune_seeds`)."""
+        (:func:`sftlib.training.loop.finetune_seeds`)."""
 
     # --- who acts ------------------------------------------------------------------------
     @property

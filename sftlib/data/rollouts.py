@@ -1,6 +1,6 @@
 """Pure policy evaluation: own environments, own seeds, returns arrays; the caller logs.
 
-Environments come from :func:`sftlib.envs.make_env`, so a goal-reaching task is evaluated
+Environments come from :func:`sftlib.data.envs.make_env`, so a goal-reaching task is evaluated
 on the same flat inputs (``observation`` + ``desired_goal``) it was trained on. Returns are
 always the environment's *raw* undiscounted returns (no reward convention): they are what
 the D4RL normalised score is defined on.
@@ -14,8 +14,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from sftlib.envs import EnvSource, env_id_of, make_env
-from sftlib.goals import success_key
+from sftlib.data.envs import EnvSource, env_id_of, make_env
+from sftlib.data.goals import success_key
 
 Policy = Callable[[np.ndarray], np.ndarray]
 """Maps one observation ``[obs_dim]`` to one action ``[act_dim]`` in ``[-1, 1]``. For a
@@ -40,13 +40,13 @@ def evaluate_policy_with_success(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Undiscounted returns and successes of ``n_episodes`` episodes, each shape ``[n_episodes]``.
 
-    ``env_id`` is an env id or a dataset's ``DatasetInfo`` (see :func:`sftlib.envs.make_env`).
+    ``env_id`` is an env id or a dataset's ``DatasetInfo`` (see :func:`sftlib.data.envs.make_env`).
     Episode ``i`` is reset with seed ``seed + i``, so the same policy and seed give the
     same numbers whatever ran before. Global random states are left untouched.
 
     ``successes[i]`` is 1.0 if ``info["success"]`` was true at any step of episode ``i``
     (the agent reached the goal at least once), else 0.0; it is NaN for every episode of a
-    task that defines no success (:func:`sftlib.goals.success_key`), e.g. MuJoCo locomotion.
+    task that defines no success (:func:`sftlib.data.goals.success_key`), e.g. MuJoCo locomotion.
     """
     env = make_env(env_id)
     key = success_key(env_id_of(env_id))

@@ -1,6 +1,6 @@
 """The sweep runner: a study's grid of notebooks, executed with papermill on Dask.
 
-A study (:class:`sftlib.params.StudyParams`) expands into two kinds of runs, each one
+A study (:class:`sftlib.sweeps.params.StudyParams`) expands into two kinds of runs, each one
 directory, one executed notebook::
 
     <results>/<study>/<dataset_slug>/<algo>/pretrain/seed=<n>/      01_offline_pretrain.ipynb
@@ -83,9 +83,9 @@ from sftlib.layout import (
     PARAMS_FILE,
     SUMMARY,
 )
-from sftlib.plan import Run, RunKind, plan
-from sftlib.runlock import RunLocked, run_lock
-from sftlib.study import StudyParams
+from sftlib.sweeps.plan import Run, RunKind, plan
+from sftlib.sweeps.runlock import RunLocked, run_lock
+from sftlib.sweeps.study import StudyParams
 from sftlib.utils import atomic_write_text
 
 THREAD_ENV = {

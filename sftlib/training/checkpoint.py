@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sftlib.agents import Agent, agent_class, build_config
-from sftlib.buffer import Normalizer
+from sftlib.data.buffer import Normalizer
 from sftlib.layout import AGENT, STATE, SUMMARY
 from sftlib.utils import atomic_write_text, rng_state, set_rng_state
 
 if TYPE_CHECKING:
-    from sftlib.data import DatasetInfo
-    from sftlib.finetune import FineTuner
+    from sftlib.data.datasets import DatasetInfo
+    from sftlib.training.finetune import FineTuner
 
 AGENT_FORMAT = 2
-"""Version of the agent and checkpoint files: 2 = stacked networks (``sftlib.networks``)."""
+"""Version of the agent and checkpoint files: 2 = stacked networks (``sftlib.agents.networks``)."""
 
 
 class CheckpointError(ValueError):
@@ -54,7 +54,7 @@ def load_pretrained(pretrain_dir: str | Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(
             f"pretraining checkpoint in {pretrain_dir} lacks {sorted(missing)}; "
-            "it was not written by sftlib.pretrain"
+            "it was not written by sftlib.training.pretrain"
         )
     check_format(state, Path(pretrain_dir) / AGENT)
     return state

@@ -1,0 +1,1 @@
+"""Analysis of results: stability metrics, result tables, statistics, report, figures."""

@@ -1,0 +1,1 @@
+"""Data and environments: datasets, replay buffers, environments, goal data, rollouts."""

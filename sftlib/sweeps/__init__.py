@@ -1,0 +1,1 @@
+"""Studies and sweeps: study files, plans, parameters, the sweep runner."""
