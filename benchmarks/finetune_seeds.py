@@ -1,6 +1,6 @@
 """Online fine-tuning throughput: K seeds of ``direct`` (``pex``, ``sft``) one after another (one
 process per seed, as a sweep without batching runs them) against the same K seeds side by side
-in one process (``sftlib.training.loop.finetune_seeds``), measured interleaved in one run.
+in one process (``sftlib.training.finetune.finetune_seeds``), measured interleaved in one run.
 
     python benchmarks/finetune_seeds.py                       # Hopper medium, 64-64, K=3 and 8
     python benchmarks/finetune_seeds.py --hidden 128 --seeds 5 --steps 3000
@@ -26,7 +26,7 @@ from pathlib import Path
 from sftlib.config import PretrainConfig, finetune_config
 from sftlib.factory import ensure_dataset
 from sftlib.training.finetune import finetune
-from sftlib.training.loop import finetune_seeds
+from sftlib.training.finetune import finetune_seeds
 from sftlib.training.pretrain import pretrain_seeds
 from sftlib.utils import set_threads
 

@@ -35,8 +35,7 @@ def _imports():
     try:
         from sftlib.data.rollouts import evaluate_policy
         from sftlib.factory import create_dataset, rollouts
-        from sftlib.training.finetune import finetune
-        from sftlib.training.loop import finetune_seeds
+        from sftlib.training.finetune import finetune, finetune_seeds
         from sftlib.training.pretrain import pretrain
     except ImportError:
         from sftlib.evaluation import evaluate_policy
@@ -57,22 +56,34 @@ def expert(obs: np.ndarray) -> np.ndarray:
     return np.array([np.clip(u / 2.0, -1.0, 1.0)], np.float32)
 
 
-def fingerprint(run: Path) -> str:
+def fingerprint(run: Path, root: Path) -> str:
+    """The run's files, its summary without wall time and with ``root`` (where this
+    invocation wrote) written as ``OUT``."""
     digest = hashlib.sha256()
     for name in FILES:
         digest.update((run / name).read_bytes())
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / "summary.json").read_text().replace(str(root), "OUT"))
     for key in ("wall_time_s", "seeds_in_process", "device"):
         summary.pop(key, None)
     digest.update(json.dumps(summary, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
+def rehash(root: Path) -> None:
+    """Print the fingerprints of the runs already under ``root``."""
+    for side, k in (("one", 1), ("side", 2)):
+        for run in sorted((root / side).glob("*/seed=*")):
+            print(f"{run.parent.name} {run.name} K={k} {fingerprint(run, root)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="a new folder for the dataset and the runs")
     parser.add_argument("--online-steps", type=int, default=1_200)
+    parser.add_argument("--rehash", action="store_true", help="only hash the runs in OUT_DIR")
     args = parser.parse_args()
+    if args.rehash:
+        return rehash(args.out)
     os.environ["MINARI_DATASETS_PATH"] = str(args.out / "datasets")
     import torch
 
@@ -149,11 +160,11 @@ def main() -> None:
                 for seed in (0, 1):
                     out = args.out / "one" / name / f"seed={seed}"
                     finetune(config(seed), out, progress=False)
-                    lines.append(f"{name} seed={seed} K=1 {fingerprint(out)}")
+                    lines.append(f"{name} seed={seed} K=1 {fingerprint(out, args.out)}")
                 outs = [args.out / "side" / name / f"seed={seed}" for seed in (0, 1)]
                 finetune_seeds([config(0), config(1)], outs, progress=False)
                 for seed, out in zip((0, 1), outs, strict=True):
-                    lines.append(f"{name} seed={seed} K=2 {fingerprint(out)}")
+                    lines.append(f"{name} seed={seed} K=2 {fingerprint(out, args.out)}")
                 print("\n".join(lines[-4:]), flush=True)
     del lines
     sys.stdout.flush()

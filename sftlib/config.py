@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from sftlib.agents import AGENTS, RESET_SCOPES, agent_class, build_config
 from sftlib.data.buffer import ONLINE_DATA
 from sftlib.data.datasets import validate_dataset_id
 from sftlib.data.goals import check_reward_convention
-from sftlib.typecheck import check_field_types
+from sftlib.training.live import LOGGERS
+from sftlib.typecheck import Range, check_field_types
 
 OPE_ESTIMATORS = ("q", "mc", "fqe", "cpe")
 REFERENCE_ONLINE_DATA = {"iql": "append", "td3bc": "append", "calql": "mix"}
@@ -26,12 +27,17 @@ offline buffer; Cal-QL (Nakamoto et al.; CORL ``cal_ql.py``) mixes a fixed 50/50
 SELECTIONS = ("argmax", "softmax", "lcb")
 
 
+CONTROLS = ("learner", "expansion", "state")
+"""Who acts (:mod:`sftlib.sft.control`): the learner alone, policy expansion, or SFT's
+per-state selection with switch, evaluation and reset."""
+
+
 @dataclass(frozen=True)
 class Variant:
     """What a named variant switches on. See the variants table of the SFT spec."""
 
-    composite: bool
-    """Act with anchor and learner candidates (False: the learner acts alone)."""
+    control: str
+    """Who acts, one of :data:`CONTROLS`."""
     switch: bool
     """The anchor's critic selects until the learner is stable (False: the learner's always)."""
     reset: bool
@@ -40,18 +46,28 @@ class Variant:
     """Estimator of the comprehensive evaluation forced by the variant (None: ``ope``)."""
     selection: str | None = None
     """Selection rule forced by the variant (None: ``selection``)."""
+    baseline: bool = False
+    """A baseline SFT is compared against (figures and statistics)."""
+
+    def __post_init__(self) -> None:
+        if self.control not in CONTROLS:
+            raise ValueError(f"control must be one of {list(CONTROLS)}, got {self.control!r}")
 
 
 VARIANTS: dict[str, Variant] = {
-    "direct": Variant(composite=False, switch=False, reset=False, ope=None),
-    "pex": Variant(composite=True, switch=False, reset=False, ope=None, selection="softmax"),
-    "sft": Variant(composite=True, switch=True, reset=True, ope="cpe"),
-    "sft-noswitch": Variant(composite=True, switch=False, reset=True, ope="cpe"),
-    "sft-q": Variant(composite=True, switch=True, reset=True, ope="q"),
-    "sft-mc": Variant(composite=True, switch=True, reset=True, ope="mc"),
-    "sft-fqe": Variant(composite=True, switch=True, reset=True, ope="fqe"),
-    "sft-noreset": Variant(composite=True, switch=True, reset=False, ope="cpe"),
+    "direct": Variant("learner", switch=False, reset=False, ope=None, baseline=True),
+    "pex": Variant(
+        "expansion", switch=False, reset=False, ope=None, selection="softmax", baseline=True
+    ),
+    "sft": Variant("state", switch=True, reset=True, ope="cpe"),
+    "sft-noswitch": Variant("state", switch=False, reset=True, ope="cpe"),
+    "sft-q": Variant("state", switch=True, reset=True, ope="q"),
+    "sft-mc": Variant("state", switch=True, reset=True, ope="mc"),
+    "sft-fqe": Variant("state", switch=True, reset=True, ope="fqe"),
+    "sft-noreset": Variant("state", switch=True, reset=False, ope="cpe"),
 }
+"""Every variant a sweep can name: the one table the other lists of variants derive from or
+are checked against (tests/test_architecture.py)."""
 
 
 def _choice(name: str, value: Any, allowed: tuple | list) -> None:
@@ -59,23 +75,14 @@ def _choice(name: str, value: Any, allowed: tuple | list) -> None:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
-def _positive(obj: Any, *names: str) -> None:
-    """Positive numbers; fields annotated ``int`` (steps, counts, sizes) must be ints."""
-    hints = {f.name: f.type for f in dataclasses.fields(obj)}
-    for n in names:
-        v = getattr(obj, n)
-        if hints.get(n) in (int, "int"):
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{n} must be a positive integer, got {v!r}")
-        elif not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
-            raise ValueError(f"{n} must be a positive number, got {v!r}")
-
-
-def _non_negative(obj: Any, *names: str) -> None:
-    for n in names:
-        v = getattr(obj, n)
-        if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
-            raise ValueError(f"{n} must be >= 0, got {v!r}")
+# The ranges of numeric fields. Every number must also be finite (NaN and infinities are
+# refused everywhere) and every int must fit in int64: see :class:`sftlib.typecheck.Range`.
+POSITIVE = Range(low=0, low_open=True)
+"""``> 0``: steps, counts, sizes, learning rates, temperatures, tolerances."""
+NON_NEGATIVE = Range(low=0)
+"""``>= 0``: seeds, threads (0: torch's default), pessimism widths, margins, "0: off" fields."""
+UNIT = Range(low=0, high=1)
+"""``[0, 1]``: shares."""
 
 
 @dataclass
@@ -114,18 +121,31 @@ class PretrainConfig:
     """Run the update's losses through ``torch.compile``: ``on``, ``off``, or ``auto`` (on
     where it was measured to win after its compile time: see :func:`compile_update`).
     Compiled numbers differ from eager ones by rounding, so this is a run parameter."""
+    logger: str = "none"
+    """Live curves while the run trains: ``none``, ``tensorboard`` (event files in
+    ``<out_dir>/tensorboard/``) or ``wandb`` (offline unless ``WANDB_MODE`` says otherwise);
+    see :mod:`sftlib.training.live`. How the run is watched, not what it computes."""
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "offline_steps": POSITIVE,
+        "eval_every": POSITIVE,
+        "eval_episodes": POSITIVE,
+        "seed": NON_NEGATIVE,
+        "hidden": POSITIVE,  # each width
+        "batch_size": POSITIVE,
+        "checkpoint_every": POSITIVE,
+        "threads": NON_NEGATIVE,
+    }
+    """The allowed values of every numeric field (checked, with the types, on construction)."""
 
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_field_types(self, ranges=self.RANGES)
         self.hidden = tuple(self.hidden)
         _choice("algo", self.algo, [a for a in AGENTS if a != "sac"])
-        _positive(
-            self, "offline_steps", "eval_every", "eval_episodes", "batch_size", "checkpoint_every"
-        )
-        _non_negative(self, "threads", "seed")
         validate_dataset_id(self.dataset_id)
         check_reward_convention(self.reward_convention)
         _choice("torch_compile", self.torch_compile, COMPILE_CHOICES)
+        _choice("logger", self.logger, LOGGERS)
         self.agent_config()  # unknown or invalid agent fields fail here, before any compute
 
     def agent_config(self):
@@ -213,32 +233,34 @@ class SFTConfig:
     shrink_alpha: float = 0.8
     """Shrink-and-perturb: ``theta <- alpha * theta + (1 - alpha) * theta_reset``; 0 = hard reset."""
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "lcb_k": NON_NEGATIVE,
+        "support_k": NON_NEGATIVE,
+        "beta": POSITIVE,
+        "incumbent_margin": NON_NEGATIVE,
+        "check_every": POSITIVE,
+        "drift_tol": POSITIVE,
+        "patience": POSITIVE,
+        "mc_min_share": UNIT,
+        "probe_every": NON_NEGATIVE,
+        "margin": NON_NEGATIVE,
+        "probe_size": POSITIVE,
+        "kappa": NON_NEGATIVE,
+        "mc_episodes": POSITIVE,
+        "fqe_every": POSITIVE,
+        "fqe_lr": POSITIVE,
+        "reset_every": POSITIVE,
+        "reset_start": NON_NEGATIVE,
+        "shrink_alpha": Range(low=0, high=1, high_open=True),  # 1 would never reset
+    }
+    """The allowed values of every numeric field (checked, with the types, on construction)."""
+
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_field_types(self, ranges=self.RANGES)
         _choice("variant", self.variant, list(VARIANTS))
         _choice("selection", self.selection, SELECTIONS)
         _choice("ope", self.ope, OPE_ESTIMATORS)
         _choice("reset_scope", self.reset_scope, RESET_SCOPES)
-        _positive(
-            self,
-            "beta",
-            "check_every",
-            "drift_tol",
-            "patience",
-            "probe_size",
-            "mc_episodes",
-            "fqe_every",
-            "fqe_lr",
-            "reset_every",
-        )
-        _non_negative(
-            self, "margin", "kappa", "reset_start", "incumbent_margin", "lcb_k", "support_k"
-        )
-        _non_negative(self, "probe_every")
-        if not 0.0 <= self.mc_min_share <= 1.0:
-            raise ValueError(f"mc_min_share must be in [0, 1], got {self.mc_min_share}")
-        if not 0.0 <= self.shrink_alpha < 1.0:
-            raise ValueError(f"shrink_alpha must be in [0, 1), got {self.shrink_alpha}")
 
     @property
     def spec(self) -> Variant:
@@ -299,27 +321,33 @@ class FinetuneConfig:
     torch_compile: str = "auto"
     """``torch.compile`` for the learner's update: ``on``, ``off`` or ``auto`` (see
     :func:`compile_update`)."""
+    logger: str = "none"
+    """Live curves while the run trains: ``none``, ``tensorboard`` (event files in
+    ``<out_dir>/tensorboard/``) or ``wandb`` (offline unless ``WANDB_MODE`` says otherwise);
+    see :mod:`sftlib.training.live`. How the run is watched, not what it computes."""
     sft: SFTConfig = field(default_factory=SFTConfig)
     """The SFT mechanisms."""
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "online_steps": POSITIVE,
+        "offline_ratio": UNIT,
+        "utd_ratio": POSITIVE,
+        "eval_every": POSITIVE,
+        "eval_episodes": POSITIVE,
+        "seed": NON_NEGATIVE,
+        "buffer_size": POSITIVE,
+        "checkpoint_every": POSITIVE,
+        "threads": NON_NEGATIVE,
+    }
+    """The allowed values of every numeric field (checked, with the types, on construction)."""
+
     def __post_init__(self) -> None:
-        check_field_types(self, skip=("sft",))
+        check_field_types(self, skip=("sft",), ranges=self.RANGES)
         if isinstance(self.sft, dict):
             self.sft = from_flat(SFTConfig, self.sft)
-        _positive(
-            self,
-            "online_steps",
-            "utd_ratio",
-            "eval_every",
-            "eval_episodes",
-            "buffer_size",
-            "checkpoint_every",
-        )
-        _non_negative(self, "threads", "seed")
-        if not isinstance(self.offline_ratio, int | float) or not 0.0 <= self.offline_ratio <= 1.0:
-            raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio!r}")
         _choice("online_data", self.online_data, ["auto", *ONLINE_DATA])
         _choice("torch_compile", self.torch_compile, COMPILE_CHOICES)
+        _choice("logger", self.logger, LOGGERS)
 
     def online_data_for(self, algo: str) -> str:
         """The online-data rule used for base algorithm ``algo`` (``auto`` resolved)."""

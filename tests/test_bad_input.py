@@ -27,9 +27,10 @@ from sftlib.factory import (
     rollouts,
 )
 from sftlib.layout import AGENT, STATE, SUMMARY
-from sftlib.training.checkpoint import CheckpointError, finetune_checkpoint, load_pretrained
-from sftlib.training.finetune import FineTuner, check_compatible, finetune
+from sftlib.training.checkpoint import CheckpointError, check_compatible, load_pretrained
+from sftlib.training.finetune import finetune
 from sftlib.training.pretrain import pretrain
+from sftlib.training.seed_run import FineTuner
 
 PENDULUM_ID = "local/pendulum/expert-v0"
 OTHER_ENV = "InvertedPendulum-v5"  # obs 4, act 1 (Pendulum: obs 3, act 1)
@@ -59,7 +60,7 @@ def no_compute(monkeypatch):
         raise AssertionError("compute started before the bad input was reported")
 
     monkeypatch.setattr("sftlib.training.pretrain.evaluate_seeds", forbidden)
-    monkeypatch.setattr("sftlib.training.finetune.evaluate_policy_with_success", forbidden)
+    monkeypatch.setattr("sftlib.training.seed_run.evaluate_policy_with_success", forbidden)
 
 
 @pytest.fixture
@@ -308,7 +309,7 @@ def test_agent_load_state_dict_with_wrong_sizes_or_algo(pretrained_dirs):
 
 def test_finetune_resume_checkpoint_from_other_parameters(pretrained_dirs, run_dir, no_compute):
     config = FinetuneConfig(pretrain_dir=str(pretrained_dirs["iql"]), online_steps=10)
-    torch.save(finetune_checkpoint(FineTuner(config, run_dir)), run_dir / STATE)
+    torch.save(FineTuner(config, run_dir).state_dict(), run_dir / STATE)
     other = FinetuneConfig(pretrain_dir=str(pretrained_dirs["iql"]), online_steps=10, seed=1)
     before = files(run_dir)
     with pytest.raises(CheckpointError, match=r"checkpoint\.pt was written with other parameters"):

@@ -20,8 +20,7 @@ from sftlib.agents.seeds import bind_seed, is_bound, seed_state, stack_agents, s
 from sftlib.config import FinetuneConfig, PretrainConfig, finetune_config
 from sftlib.data.buffer import Batch
 from sftlib.training.checkpoint import CheckpointError
-from sftlib.training.finetune import finetune
-from sftlib.training.loop import finetune_seeds
+from sftlib.training.finetune import finetune, finetune_seeds
 from sftlib.training.pretrain import pretrain, pretrain_seeds
 
 from conftest import PENDULUM_ID, kill_after_checkpoints
@@ -337,7 +336,7 @@ def test_batched_sft_writes_each_seeds_one_seed_run_through_anchor_updates(
     """Every reset makes the learner the anchor (the verdict forced), so each seed's anchor
     FQE critic continues from its learner's inside the batch's stack of FQE critics, whose
     values then feed the train log and later decisions: still each seed's one-seed run."""
-    monkeypatch.setattr("sftlib.training.finetune.improves", lambda *_: True)
+    monkeypatch.setattr("sftlib.sft.state_control.improves", lambda *_: True)
     dirs = seed_pretraining["iql"]
     configs = [ft_config(dirs[s], s, variant="sft", mc_veto=False) for s in (0, 1)]
     for c in configs:
@@ -363,7 +362,7 @@ def test_seeds_sharing_one_pretraining_checkpoint_fine_tune_together(seed_pretra
 FINETUNE_KILL_SCRIPT = """
 import sys
 from sftlib.config import finetune_config
-from sftlib.training.loop import finetune_seeds
+from sftlib.training.finetune import finetune_seeds
 configs = [finetune_config(c) for c in eval(sys.argv[1])]
 finetune_seeds(configs, eval(sys.argv[2]), progress=False)
 """

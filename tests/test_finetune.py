@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 import torch
 
+from sftlib.agents import agent_from_state
 from sftlib.config import PretrainConfig, finetune_config
 from sftlib.data.buffer import ReplayBuffer, sample_appended, sample_mixed
 from sftlib.data.datasets import dataset_info, load_dataset, transitions
 from sftlib.data.rollouts import evaluate_policy, to_env_action
-from sftlib.training.checkpoint import agent_from_state, load_pretrained
-from sftlib.training.finetune import FineTuner, finetune
+from sftlib.training.checkpoint import load_pretrained
+from sftlib.training.finetune import finetune, run_side_by_side
 from sftlib.training.pretrain import pretrain
+from sftlib.training.seed_run import FineTuner
 from sftlib.utils import eval_seed, seed_everything
 
 from conftest import PENDULUM_ID, kill_after_checkpoints
@@ -88,7 +90,7 @@ def test_direct_equals_plain_base_algorithm_finetuning(
         utd_ratio=2,
     )
     ft = FineTuner(finetune_config(p), tmp_path)
-    res = ft.run(progress=False)
+    res = run_side_by_side([ft], [None], [torch.get_rng_state()], progress=False)[0]
     agent, score = plain_finetune(pretrained_dirs[algo], 300, 3, 0.5, 2, online_data)
     assert res.curve["executed_score"].iloc[-1] == score
     for k, m in agent.modules().items():  # the same weights, to the bit
@@ -212,6 +214,6 @@ def test_time_limit_truncation_is_not_termination(pretrained_dirs, tmp_path):
         ),
         tmp_path,
     )
-    ft.run(progress=False)
+    run_side_by_side([ft], [None], [torch.get_rng_state()], progress=False)
     # Pendulum only ever truncates (at 200 steps): no stored transition may be terminal.
     assert ft.online.size == 250 and not np.any(ft.online.terminals[:250])

@@ -530,9 +530,12 @@ def test_unsupported_dataset_stops_pretraining_before_compute(minari_store, tmp_
 
 def test_goal_task_pretrains_and_finetunes_with_shaped_rewards_and_success(pointmaze, tmp_path):
     """End to end on the PointMaze fixture: r - 1 offline and online, success reported."""
+    import torch
+
     from sftlib.config import PretrainConfig, finetune_config
-    from sftlib.training.finetune import FineTuner
+    from sftlib.training.finetune import run_side_by_side
     from sftlib.training.pretrain import pretrain
+    from sftlib.training.seed_run import FineTuner
 
     pre = tmp_path / "pretrain"
     result = pretrain(
@@ -568,7 +571,7 @@ def test_goal_task_pretrains_and_finetunes_with_shaped_rewards_and_success(point
         ),
         tmp_path / "sft",
     )
-    run = tuner.run(progress=False)
+    run = run_side_by_side([tuner], [None], [torch.get_rng_state()], progress=False)[0]
     assert tuner.reward_convention == "minus_one"
     online = tuner.online.rewards[: len(tuner.online)]
     assert np.all(online <= 0.0) and np.all(online >= -1.0)  # sparse 0/1 shaped to -1/0

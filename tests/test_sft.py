@@ -12,20 +12,24 @@ from sftlib.agents import make_agent
 from sftlib.agents.networks import EnsembleQ
 from sftlib.config import VARIANTS, finetune_config
 from sftlib.data.buffer import Normalizer, ReplayBuffer
-from sftlib.sft import (
-    FQE,
+from sftlib.sft.fqe import FQE, StackedFQE
+from sftlib.sft.policy_evaluation import (
     ComprehensiveEvaluator,
     Estimates,
-    StabilityMonitor,
-    StackedFQE,
     bias_correct,
-    improves,
     mc_estimate,
-    passes,
     pessimistic,
-    select_action,
 )
-from sftlib.training.finetune import FineTuner
+from sftlib.sft.reset import improves
+from sftlib.sft.selection import Selection, select_action
+from sftlib.sft.switch import StabilityMonitor, passes
+from sftlib.training.finetune import run_side_by_side
+from sftlib.training.seed_run import FineTuner
+
+
+def run(ft: FineTuner):
+    """The fine-tuning loop with ``ft`` as its one seed."""
+    return run_side_by_side([ft], [None], [torch.get_rng_state()], progress=False)[0]
 
 
 def tuner(pretrained_dirs, tmp_path, algo="iql", **params) -> FineTuner:
@@ -58,7 +62,9 @@ class FixedCritic:
 # --- action selection -----------------------------------------------------------------
 def test_argmax_selection_takes_the_best_scored_candidate():
     cands = torch.tensor([[0.1], [0.2], [0.3]])
-    action, idx, scores = select_action(torch.zeros(3), cands, FixedCritic([1.0, 5.0, 2.0]))
+    action, idx, scores = select_action(
+        torch.zeros(3), cands, FixedCritic([1.0, 5.0, 2.0]), Selection()
+    )
     assert idx == 1 and torch.equal(action, cands[1])
     assert torch.equal(scores, torch.tensor([1.0, 5.0, 2.0]))  # min over the two members
 
@@ -67,7 +73,10 @@ def test_softmax_selection_samples_with_softmax_probabilities():
     torch.manual_seed(0)
     cands = torch.tensor([[0.0], [1.0]])
     critic = FixedCritic([0.0, np.log(3.0)])  # softmax(beta=1) -> [0.25, 0.75]
-    picks = [select_action(torch.zeros(1), cands, critic, "softmax", 1.0)[1] for _ in range(4000)]
+    picks = [
+        select_action(torch.zeros(1), cands, critic, Selection("softmax", beta=1.0))[1]
+        for _ in range(4000)
+    ]
     assert np.mean(picks) == pytest.approx(0.75, abs=0.03)
 
 
@@ -88,13 +97,17 @@ def test_lcb_selection_runs_the_learner_only_when_the_ensemble_agrees():
     # The members disagree on the direction: the minimum favours the learner (11 > 10),
     # the paired advantages [+1, -0.5] do not.
     split = MemberCritic([[10.0, 11.0], [12.0, 11.5]])
-    assert select_action(obs, cands, split, "argmax")[1] == 1
-    assert select_action(obs, cands, split, "lcb", lcb_k=1.0)[1] == 0
+    assert select_action(obs, cands, split, Selection("argmax"))[1] == 1
+    assert select_action(obs, cands, split, Selection("lcb", lcb_k=1.0))[1] == 0
     agree = MemberCritic([[10.0, 11.0], [12.0, 13.2]])  # advantages [1.0, 1.2]
-    assert select_action(obs, cands, agree, "lcb", lcb_k=1.0)[1] == 1
-    assert select_action(obs, cands, agree, "lcb", lcb_k=5.0)[1] == 1  # 1.1 - 5 * 0.1 > 0
-    assert select_action(obs, cands, agree, "lcb", lcb_k=20.0)[1] == 0  # the bound is too wide
-    action, _, scores = select_action(obs, cands, agree, "lcb")
+    assert select_action(obs, cands, agree, Selection("lcb", lcb_k=1.0))[1] == 1
+    assert (
+        select_action(obs, cands, agree, Selection("lcb", lcb_k=5.0))[1] == 1
+    )  # 1.1 - 5 * 0.1 > 0
+    assert (
+        select_action(obs, cands, agree, Selection("lcb", lcb_k=20.0))[1] == 0
+    )  # the bound is too wide
+    action, _, scores = select_action(obs, cands, agree, Selection("lcb"))
     assert torch.equal(scores, torch.tensor([10.0, 11.0])) and torch.equal(action, cands[1])
 
 
@@ -102,11 +115,14 @@ def _learner_overrated_but_losing(ft) -> None:
     """The critics favour the learner by far; the executed episodes say its steps lose:
     episodes the learner executed returned 10, those the anchor executed 50."""
     for _ in range(2):
-        ft.evaluator.add_episode(np.zeros(3), [10.0], ["learner"])
-        ft.evaluator.add_episode(np.zeros(3), [50.0], ["anchor"])
-    real = ft.evaluate_policies
-    ft.evaluate_policies = lambda start: ({"anchor": -100.0, "learner": 0.0}, real(start)[1])
-    ft.probe_values = lambda: torch.tensor([50.0, 50.0])  # a calm critic
+        ft.control.evaluator.add_episode(np.zeros(3), [10.0], ["learner"])
+        ft.control.evaluator.add_episode(np.zeros(3), [50.0], ["anchor"])
+    real = ft.control.evaluate_policies
+    ft.control.evaluate_policies = lambda start: (
+        {"anchor": -100.0, "learner": 0.0},
+        real(start)[1],
+    )
+    ft.control.switch.probe_values = lambda *_: torch.tensor([50.0, 50.0])  # a calm critic
 
 
 @pytest.mark.parametrize("veto", [True, False])
@@ -114,16 +130,17 @@ def test_mc_veto_keeps_out_a_learner_its_critics_overrate(pretrained_dirs, tmp_p
     ft = tuner(pretrained_dirs, tmp_path, variant="sft", mc_veto=veto, patience=1, margin=0.05)
     _learner_overrated_but_losing(ft)
     start = np.zeros(3, np.float32)
-    ft.stability_check(start)
-    ft.stability_check(start)
-    assert ft.state.stable is not veto
+    ft.control.stability_check(0, start, ft.state)
+    ft.control.stability_check(0, start, ft.state)
+    assert ft.control.switch.stable is not veto
     assert ft.state.checks[-1]["verdict"] == ("mc_veto" if veto else "stable")
-    anchor_before = [p.clone() for p in ft.anchor.actor.parameters()]
+    anchor_before = [p.clone() for p in ft.control.anchor.actor.parameters()]
     for _ in range(3):  # make the learner differ from the anchor
         ft.learner.update(ft.offline.sample(32, ft.rng), online=True)
-    ft.reset(start)
+    ft.control.reset(start, ft.state)
     kept = all(
-        torch.equal(p, q) for p, q in zip(ft.anchor.actor.parameters(), anchor_before, strict=True)
+        torch.equal(p, q)
+        for p, q in zip(ft.control.anchor.actor.parameters(), anchor_before, strict=True)
     )
     assert kept is veto
     events = [e["event"] for e in ft.state.events]
@@ -131,7 +148,7 @@ def test_mc_veto_keeps_out_a_learner_its_critics_overrate(pretrained_dirs, tmp_p
 
 
 def test_mc_veto_needs_evidence_for_the_learner():
-    from sftlib.sft import mc_vetoes
+    from sftlib.sft.policy_evaluation import mc_vetoes
 
     assert mc_vetoes(None, 50.0, 0.05)  # no evidence for the learner
     assert not mc_vetoes(49.0, 50.0, 0.05) and mc_vetoes(47.0, 50.0, 0.05)
@@ -146,12 +163,14 @@ def test_selection_never_picks_an_excluded_candidate():
     critic = MemberCritic([[10.0, 20.0], [10.0, 21.0]])  # every member prefers the learner
     excluded = torch.tensor([True, False])
     for rule in ("argmax", "lcb"):
-        assert select_action(torch.zeros(1), cands, critic, rule)[1] == 1
-        assert select_action(torch.zeros(1), cands, critic, rule, allowed=excluded)[1] == 0
+        assert select_action(torch.zeros(1), cands, critic, Selection(rule))[1] == 1
+        assert (
+            select_action(torch.zeros(1), cands, critic, Selection(rule), allowed=excluded)[1] == 0
+        )
 
 
 def test_action_spread_and_support_by_hand():
-    from sftlib.sft import action_spread, in_support
+    from sftlib.sft.selection import action_spread, in_support
 
     class Zero:  # a deterministic policy that always answers 0
         def policy_action(self, obs, deterministic):
@@ -176,19 +195,19 @@ def test_before_the_switch_the_learner_acts_only_in_the_anchors_support(pretrain
     """The anchor's critic rates a far-off learner action highest; the support check keeps
     it from running while the anchor's critic selects, and not after the switch."""
     ft = tuner(pretrained_dirs, tmp_path, variant="sft", support_k=1.0)
-    assert ft.support_spread is not None and ft.support_spread.shape == (1,)
-    far = ft.support_spread * 5.0  # five spreads from the anchor's action
-    ft.anchor.policy_action = lambda obs, deterministic: torch.zeros(len(obs), 1)
+    assert ft.control.support_spread is not None and ft.control.support_spread.shape == (1,)
+    far = ft.control.support_spread * 5.0  # five spreads from the anchor's action
+    ft.control.anchor.policy_action = lambda obs, deterministic: torch.zeros(len(obs), 1)
     ft.learner.policy_action = lambda obs, deterministic: far.expand(len(obs), 1)
     prefers_learner = MemberCritic([[0.0, 100.0], [0.0, 100.0]])
-    ft.anchor.q_values = prefers_learner.q_values
+    ft.control.anchor.q_values = prefers_learner.q_values
     ft.learner.q_values = prefers_learner.q_values
     obs = np.zeros(3, np.float32)
-    assert ft.act(obs, deterministic=True)[1] == "anchor"
-    ft.state.stable = True  # switched: the learner's critic selects, no support check
-    assert ft.act(obs, deterministic=True)[1] == "learner"
+    assert ft.control.act(obs, deterministic=True)[1] == "anchor"
+    ft.control.switch.stable = True  # switched: the learner's critic selects, no support check
+    assert ft.control.act(obs, deterministic=True)[1] == "learner"
     plain = tuner(pretrained_dirs, tmp_path / "plain", variant="sft", support_k=0.0)
-    assert plain.support_spread is None
+    assert plain.control.support_spread is None
 
 
 def test_before_switch_the_anchor_critic_decides_after_it_the_learner_critic(
@@ -196,37 +215,37 @@ def test_before_switch_the_anchor_critic_decides_after_it_the_learner_critic(
 ):
     ft = tuner(pretrained_dirs, tmp_path, variant="sft")
     # The two critics disagree: the anchor's prefers candidate 0, the learner's candidate 1.
-    ft.anchor.q_values = FixedCritic([1.0, 0.0]).q_values
+    ft.control.anchor.q_values = FixedCritic([1.0, 0.0]).q_values
     ft.learner.q_values = FixedCritic([0.0, 1.0]).q_values
     obs = np.zeros(3, np.float32)
-    assert not ft.state.stable and ft.selector is ft.anchor
-    action, who = ft.act(obs, deterministic=True)
+    assert not ft.control.switch.stable and ft.control.selector is ft.control.anchor
+    action, who = ft.control.act(obs, deterministic=True)
     assert who == "anchor"
-    anchor_action = ft.anchor.act(obs, deterministic=True)
+    anchor_action = ft.control.anchor.act(obs, deterministic=True)
     np.testing.assert_array_equal(action, anchor_action)
-    ft.state.stable = True  # the learner has been judged stable: its critic now selects
-    assert ft.selector is ft.learner
-    assert ft.act(obs, deterministic=True)[1] == "learner"
+    ft.control.switch.stable = True  # the learner has been judged stable: its critic now selects
+    assert ft.control.selector is ft.learner
+    assert ft.control.act(obs, deterministic=True)[1] == "learner"
 
 
 def test_noswitch_and_pex_always_select_with_the_learner_critic(pretrained_dirs, tmp_path):
     for variant in ("sft-noswitch", "pex"):
         ft = tuner(pretrained_dirs, tmp_path / variant, variant=variant)
-        ft.anchor.q_values = FixedCritic([1.0, 0.0]).q_values
+        ft.control.anchor.q_values = FixedCritic([1.0, 0.0]).q_values
         ft.learner.q_values = FixedCritic([0.0, 100.0]).q_values
-        assert not ft.state.stable and ft.selector is ft.learner
-        assert ft.act(np.zeros(3, np.float32), deterministic=True)[1] == "learner"
+        assert ft.control.selector is ft.learner
+        assert ft.control.act(np.zeros(3, np.float32), deterministic=True)[1] == "learner"
     assert (
-        tuner(pretrained_dirs, tmp_path / "pex2", variant="pex").sft_config.selection_rule
+        tuner(pretrained_dirs, tmp_path / "pex2", variant="pex").config.sft.selection_rule
         == "softmax"
     )
 
 
 def test_direct_has_no_anchor_and_the_learner_acts_alone(pretrained_dirs, tmp_path):
     ft = tuner(pretrained_dirs, tmp_path, variant="direct")
-    assert ft.anchor is None and not ft.fqe
+    assert not hasattr(ft.control, "anchor") and not ft.control.fqe_critics()
     obs = np.ones(3, np.float32)
-    action, who = ft.act(obs, deterministic=True)
+    action, who = ft.control.act(obs, deterministic=True)
     assert who == "learner"
     np.testing.assert_array_equal(action, ft.learner.act(obs, deterministic=True))
 
@@ -250,25 +269,27 @@ def test_switch_needs_calm_critic_and_a_passing_evaluation(
 ):
     # The Monte-Carlo veto has its own test; here the critics' verdict alone decides.
     ft = tuner(pretrained_dirs, tmp_path, variant="sft", margin=0.05, patience=1, mc_veto=False)
-    ft.evaluate_policies = lambda start: ({"anchor": -100.0, "learner": j_learner}, None)
-    ft.probe_values = lambda: torch.tensor([50.0, 50.0])  # a critic that does not move
+    ft.control.evaluate_policies = lambda start: ({"anchor": -100.0, "learner": j_learner}, None)
+    ft.control.switch.probe_values = lambda *_: torch.tensor(
+        [50.0, 50.0]
+    )  # a critic that does not move
     start = np.zeros(3, np.float32)
-    ft.stability_check(start)  # first check: nothing to compare with yet
-    assert not ft.state.stable and ft.state.checks[-1]["verdict"] == "unstable"
-    ft.stability_check(start)
-    assert ft.state.stable is expect
+    ft.control.stability_check(0, start, ft.state)  # first check: nothing to compare with yet
+    assert not ft.control.switch.stable and ft.state.checks[-1]["verdict"] == "unstable"
+    ft.control.stability_check(0, start, ft.state)
+    assert ft.control.switch.stable is expect
     assert ft.state.checks[-1]["verdict"] == ("stable" if expect else "worse")
     assert [e["event"] for e in ft.state.events] == (["switch"] if expect else [])
 
 
 def test_a_drifting_critic_never_switches_even_if_evaluated_better(pretrained_dirs, tmp_path):
     ft = tuner(pretrained_dirs, tmp_path, variant="sft", drift_tol=0.05, patience=1)
-    ft.evaluate_policies = lambda start: ({"anchor": -100.0, "learner": 0.0}, None)
+    ft.control.evaluate_policies = lambda start: ({"anchor": -100.0, "learner": 0.0}, None)
     values = iter([torch.tensor([10.0]), torch.tensor([20.0]), torch.tensor([40.0])])
-    ft.probe_values = lambda: next(values)
+    ft.control.switch.probe_values = lambda *_: next(values)
     for _ in range(3):
-        ft.stability_check(np.zeros(3, np.float32))
-    assert not ft.state.stable
+        ft.control.stability_check(0, np.zeros(3, np.float32), ft.state)
+    assert not ft.control.switch.stable
 
 
 # --- reset -------------------------------------------------------------------------------------
@@ -285,16 +306,16 @@ def test_reset_reinitialises_the_scope_and_keeps_the_better_anchor(
     for _ in range(5):
         ft.learner.update(ft.offline.sample(32, ft.rng), online=True)
     learner_before = {k: _params(m) for k, m in ft.learner.modules().items()}
-    anchor_before = {k: _params(m) for k, m in ft.anchor.modules().items()}
-    ft.state.stable = True
-    ft.monitor.calm = 3
+    anchor_before = {k: _params(m) for k, m in ft.control.anchor.modules().items()}
+    ft.control.switch.stable = True
+    ft.control.switch.monitor.calm = 3
     # margin 0.05: the learner must beat the anchor by 5% of |J(A)| to replace it.
     j = {"anchor": -100.0, "learner": -94.0 if learner_better else -96.0}
-    ft.evaluate_policies = lambda start: (j, None)
-    ft.reset(np.zeros(3, np.float32))
+    ft.control.evaluate_policies = lambda start: (j, None)
+    ft.control.reset(np.zeros(3, np.float32), ft.state)
 
     expected_anchor = learner_before if learner_better else anchor_before
-    for k, m in ft.anchor.modules().items():
+    for k, m in ft.control.anchor.modules().items():
         for p, q in zip(m.parameters(), expected_anchor[k], strict=True):
             assert torch.equal(p, q)
     for k, m in ft.learner.modules().items():
@@ -310,7 +331,11 @@ def test_reset_reinitialises_the_scope_and_keeps_the_better_anchor(
     for k, t in ft.learner.targets.items():
         for p, q in zip(t.parameters(), ft.learner.modules()[k].parameters(), strict=True):
             assert torch.equal(p, q)
-    assert not ft.state.stable and ft.monitor.calm == 0 and ft.selector is ft.anchor
+    assert (
+        not ft.control.switch.stable
+        and ft.control.switch.monitor.calm == 0
+        and ft.control.selector is ft.control.anchor
+    )
     events = [e["event"] for e in ft.state.events]
     assert events == (["anchor_update", "reset"] if learner_better else ["reset"])
 
@@ -319,7 +344,7 @@ def test_noreset_variant_never_resets_and_sft_does(pretrained_dirs, tmp_path):
     counts = {}
     for variant in ("sft", "sft-noreset"):
         ft = tuner(pretrained_dirs, tmp_path / variant, variant=variant, online_steps=400)
-        res = ft.run(progress=False)
+        res = run(ft)
         counts[variant] = res.summary["n_resets"]
     # Resets at 200, not at 400: a reset at the last step would end the run on an untrained
     # learner.
@@ -387,8 +412,8 @@ def test_evaluator_discounts_returns_and_counts_who_acted():
 
 def test_mc_only_evaluation_never_prefers_a_policy_that_never_acted(pretrained_dirs, tmp_path):
     ft = tuner(pretrained_dirs, tmp_path, variant="sft-mc")
-    ft.evaluator.add_episode(np.zeros(3), [-1.0, -1.0], ["anchor", "anchor"])
-    j, est = ft.evaluate_policies(np.zeros(3, np.float32))
+    ft.control.evaluator.add_episode(np.zeros(3), [-1.0, -1.0], ["anchor", "anchor"])
+    j, est = ft.control.evaluate_policies(np.zeros(3, np.float32))
     assert est.mc["learner"] is None and j["learner"] == -np.inf and np.isfinite(j["anchor"])
 
 
@@ -486,9 +511,12 @@ def test_a_stacked_fqe_critic_refuses_to_train_or_load_alone():
 
 
 def test_fqe_is_trained_only_when_the_estimator_needs_it(pretrained_dirs, tmp_path):
-    assert set(tuner(pretrained_dirs, tmp_path / "a", variant="sft").fqe) == {"anchor", "learner"}
-    assert tuner(pretrained_dirs, tmp_path / "b", variant="sft-q").fqe == {}
-    assert tuner(pretrained_dirs, tmp_path / "c", variant="pex").fqe == {}
+    assert set(tuner(pretrained_dirs, tmp_path / "a", variant="sft").control.fqe_critics()) == {
+        "anchor",
+        "learner",
+    }
+    assert tuner(pretrained_dirs, tmp_path / "b", variant="sft-q").control.fqe_critics() == {}
+    assert tuner(pretrained_dirs, tmp_path / "c", variant="pex").control.fqe_critics() == {}
 
 
 def test_every_variant_runs_end_to_end(pretrained_dirs, tmp_path):
@@ -502,7 +530,7 @@ def test_every_variant_runs_end_to_end(pretrained_dirs, tmp_path):
             reset_every=100,
             reset_start=100,
         )
-        res = ft.run(progress=False)
+        res = run(ft)
         assert list(res.curve["step"]) == [0, 100, 200]
         assert np.isfinite(res.curve["executed_score"]).all()
 
@@ -518,9 +546,9 @@ def test_batches_mix_offline_and_online_data(pretrained_dirs, tmp_path):
 
     ft.learner.update = spy
     ft.config.online_steps = 5
-    ft.run(progress=False)
+    run(ft)
     online_obs = {tuple(o) for o in ft.online.obs[: len(ft.online)].round(5)}
-    last = seen[-1].obs.numpy().round(5)
+    last = seen[-1].obs.numpy().reshape(-1, 3).round(5)  # [1 seed, batch, obs]
     n_online = sum(tuple(o) in online_obs for o in last)
     bs = ft.learner.config.batch_size
     assert n_online == bs - round(bs * 0.25)
@@ -529,9 +557,11 @@ def test_batches_mix_offline_and_online_data(pretrained_dirs, tmp_path):
 def test_incumbent_margin_keeps_the_anchor_unless_the_learner_is_clearly_better():
     cands = torch.tensor([[0.0], [1.0]])
     critic = FixedCritic([100.0, 103.0])  # the learner's candidate scores 3% higher
-    assert select_action(torch.zeros(1), cands, critic)[1] == 1
-    assert select_action(torch.zeros(1), cands, critic, incumbent_margin=0.02)[1] == 1
-    action, idx, scores = select_action(torch.zeros(1), cands, critic, incumbent_margin=0.05)
+    assert select_action(torch.zeros(1), cands, critic, Selection())[1] == 1
+    assert select_action(torch.zeros(1), cands, critic, Selection(incumbent_margin=0.02))[1] == 1
+    action, idx, scores = select_action(
+        torch.zeros(1), cands, critic, Selection(incumbent_margin=0.05)
+    )
     assert idx == 0 and torch.equal(action, cands[0])
     assert torch.equal(scores, torch.tensor([100.0, 103.0]))  # reported scores are the critic's
 
@@ -539,26 +569,30 @@ def test_incumbent_margin_keeps_the_anchor_unless_the_learner_is_clearly_better(
 def test_probe_episodes_let_the_learner_act_alone_in_training_only(pretrained_dirs, tmp_path):
     ft = tuner(pretrained_dirs, tmp_path, variant="sft", probe_every=3)
     prefers_anchor = MemberCritic([[100.0, 0.0], [100.0, 0.0]])
-    ft.anchor.q_values = prefers_anchor.q_values
+    ft.control.anchor.q_values = prefers_anchor.q_values
     obs = np.zeros(3, np.float32)
     probes = []
     for episode in range(6):
-        ft.state.episodes = episode
-        probes.append(ft.probing)
-        assert ft.act(obs, deterministic=False)[1] == ("learner" if ft.probing else "anchor")
-        assert ft.act(obs, deterministic=True)[1] == "anchor"  # evaluation never probes
+        ft.control.episodes = episode
+        probes.append(ft.control.probing)
+        assert ft.control.act(obs, deterministic=False)[1] == (
+            "learner" if ft.control.probing else "anchor"
+        )
+        assert ft.control.act(obs, deterministic=True)[1] == "anchor"  # evaluation never probes
     assert probes == [False, False, True, False, False, True]
-    ft.state.stable = True  # after the switch: no probes
-    ft.state.episodes = 2
-    assert not ft.probing
-    assert not tuner(pretrained_dirs, tmp_path / "none", variant="sft").probing  # probe_every 0
+    ft.control.switch.stable = True  # after the switch: no probes
+    ft.control.episodes = 2
+    assert not ft.control.probing
+    assert not tuner(
+        pretrained_dirs, tmp_path / "none", variant="sft"
+    ).control.probing  # probe_every 0
 
 
 def test_a_reset_starts_the_monte_carlo_evidence_afresh(pretrained_dirs, tmp_path):
     ft = tuner(pretrained_dirs, tmp_path, variant="sft")
-    ft.evaluator.add_episode(np.zeros(3), [1.0], ["learner"])
-    ft.reset(np.zeros(3, np.float32))
-    assert len(ft.evaluator.episodes) == 0
+    ft.control.evaluator.add_episode(np.zeros(3), [1.0], ["learner"])
+    ft.control.reset(np.zeros(3, np.float32), ft.state)
+    assert len(ft.control.evaluator.episodes) == 0
 
 
 @pytest.mark.parametrize("reset", [True, False])

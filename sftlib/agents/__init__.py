@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
+import torch
+
 from sftlib.agents.base import RESET_SCOPES, Agent, AgentConfig
 from sftlib.agents.calql import CalQL, CalQLConfig
 from sftlib.agents.iql import IQL, IQLConfig, expectile_loss
 from sftlib.agents.sac import SAC, SACConfig
 from sftlib.agents.td3bc import TD3BC, TD3BCConfig
+from sftlib.data.buffer import Normalizer
 
 AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (IQL, TD3BC, CalQL, SAC)}
 """Known base algorithms by name."""
@@ -39,6 +45,21 @@ def build_config(cls: type[AgentConfig], values: dict) -> AgentConfig:
     return cls(**values)
 
 
+def agent_from_state(agent_state: dict[str, Any], device: torch.device | str = "cpu") -> Agent:
+    """The agent an ``Agent.state_dict()`` describes, ready to train on (optimisers included)."""
+    cls = agent_class(agent_state["algo"])
+    agent = cls(
+        agent_state["obs_dim"],
+        agent_state["act_dim"],
+        build_config(cls.config_cls, agent_state["config"]),
+        Normalizer.from_state_dict(agent_state["normalizer"]),
+        device,
+    )
+    # A copy: optimiser state loaded on CPU shares tensors with the dict it came from.
+    agent.load_state_dict(copy.deepcopy(agent_state))
+    return agent
+
+
 __all__ = [
     "AGENTS",
     "RESET_SCOPES",
@@ -53,6 +74,7 @@ __all__ = [
     "TD3BC",
     "TD3BCConfig",
     "agent_class",
+    "agent_from_state",
     "build_config",
     "expectile_loss",
     "make_agent",

@@ -3,24 +3,18 @@ clear error for every way a checkpoint or run file can be bad."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import dataclasses
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from sftlib.agents import Agent, agent_class, build_config
-from sftlib.data.buffer import Normalizer
-from sftlib.layout import AGENT, STATE, SUMMARY
-from sftlib.utils import atomic_write_text, rng_state, set_rng_state
-
-if TYPE_CHECKING:
-    from sftlib.data.datasets import DatasetInfo
-    from sftlib.training.finetune import FineTuner
+from sftlib.data.datasets import DatasetInfo
+from sftlib.layout import AGENT, SUMMARY
+from sftlib.utils import atomic_write_text
 
 AGENT_FORMAT = 2
 """Version of the agent and checkpoint files: 2 = stacked networks (``sftlib.agents.networks``)."""
@@ -83,60 +77,6 @@ def check_compatible(pretrained: dict[str, Any], info: DatasetInfo, where: Path)
         )
 
 
-def agent_from_state(agent_state: dict[str, Any], device: torch.device | str = "cpu") -> Agent:
-    """The agent an ``Agent.state_dict()`` describes, ready to train on (optimisers included)."""
-    cls = agent_class(agent_state["algo"])
-    agent = cls(
-        agent_state["obs_dim"],
-        agent_state["act_dim"],
-        build_config(cls.config_cls, agent_state["config"]),
-        Normalizer.from_state_dict(agent_state["normalizer"]),
-        device,
-    )
-    # A copy: optimiser state loaded on CPU shares tensors with the dict it came from.
-    agent.load_state_dict(copy.deepcopy(agent_state))
-    return agent
-
-
-def finetune_checkpoint(tuner: FineTuner) -> dict[str, Any]:
-    """Everything a fine-tuning run needs to continue bit-for-bit, taken at an episode end:
-    learner, anchor, FQE critics, stability monitor, evaluator episodes, probe set, online
-    buffer, every random state (the env's included) and the loop's own state."""
-    return {
-        "learner": tuner.learner.state_dict(),
-        "anchor": None if tuner.anchor is None else tuner.anchor.state_dict(),
-        "fqe": {name: fqe.state_dict() for name, fqe in tuner.fqe.items()},
-        "monitor": tuner.monitor.state_dict(),
-        "evaluator": tuner.evaluator.state_dict(),
-        "probe": tuner.probe,
-        "online": tuner.online.state_dict(),
-        "rng": rng_state(tuner.rng),
-        "env_rng": tuner.env.unwrapped.np_random.bit_generator.state,
-        "state": dataclasses.asdict(tuner.state),
-        "config": comparable_config(tuner.config),
-        "format": AGENT_FORMAT,
-    }
-
-
-def restore_finetune_checkpoint(tuner: FineTuner, checkpoint: dict[str, Any]) -> None:
-    """Put ``tuner`` back into the state :func:`finetune_checkpoint` saved."""
-    check_checkpoint_config(checkpoint, tuner.config, tuner.out / STATE)
-    tuner.learner.load_state_dict(checkpoint["learner"])
-    if checkpoint["anchor"] is not None:
-        tuner.anchor = agent_from_state(checkpoint["anchor"], tuner.device).snapshot()
-        tuner.refresh_support()
-    for name, fqe in tuner.fqe.items():
-        fqe.load_state_dict(checkpoint["fqe"][name])
-    tuner.monitor.load_state_dict(checkpoint["monitor"])
-    tuner.evaluator.load_state_dict(checkpoint["evaluator"])
-    tuner.probe = checkpoint["probe"]
-    tuner.online.load_state_dict(checkpoint["online"])
-    set_rng_state(checkpoint["rng"], tuner.rng)
-    tuner.env.reset(seed=0)  # create the env's generator, then restore it
-    tuner.env.unwrapped.np_random.bit_generator.state = checkpoint["env_rng"]
-    tuner.state = type(tuner.state)(**checkpoint["state"])
-
-
 def write_csv(
     path: str | Path, rows: list[dict[str, Any]], columns: list[str] | None = None
 ) -> None:
@@ -169,7 +109,7 @@ def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 # Fields that change how a run executes, not what it computes.
-EXECUTION_FIELDS = ("device", "threads")
+EXECUTION_FIELDS = ("device", "threads", "logger")
 
 
 def comparable_config(config: Any) -> dict[str, Any]:
@@ -190,8 +130,14 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def check_checkpoint_config(state: dict[str, Any], config: Any, path: Path) -> None:
-    """A resumable checkpoint continues only the configuration that wrote it."""
+    """A resumable checkpoint continues only the configuration that wrote it (and only one
+    written by this version of the loop)."""
     check_format(state, path)
+    if "state" in state and "learner" in state and "control" not in state:
+        raise CheckpointError(
+            f"{path} was written by an earlier version of sftlib's fine-tuning loop; delete it "
+            "to start this run afresh"
+        )
     if state.get("config") != comparable_config(config):
         raise CheckpointError(
             f"{path} was written with other parameters; delete it (or the run directory) to "

@@ -1,0 +1,170 @@
+"""Who acts during fine-tuning: one object per variant, behind one small protocol.
+
+The fine-tuning loop (:mod:`sftlib.training.finetune`) asks a control which action to execute
+(:meth:`Control.act`) and tells it what happened: the updates of a step are done
+(:meth:`Control.review`), a training episode ended (:meth:`Control.episode_ended`). Each
+control owns its decisions, its state and its checkpoint state; the loop holds no variant
+checks. Implementations: :class:`LearnerAlone` (``direct``), :class:`PolicyExpansion`
+(``pex``) and SFT's per-state selection (:class:`sftlib.sft.state_control.StateSelection`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from sftlib.agents import Agent, agent_from_state
+from sftlib.config import SFTConfig
+from sftlib.sft.fqe import FQE
+from sftlib.sft.selection import Selection, select_action
+
+Policy = Callable[[np.ndarray], np.ndarray]
+"""A deterministic policy on raw observations, as the evaluation rollouts call it."""
+
+
+class Journal(Protocol):
+    """Where a control records what it decided (the run's event and check logs)."""
+
+    def add_event(self, event: str, detail: str) -> None: ...
+
+    def add_check(self, row: dict[str, Any]) -> None: ...
+
+
+class Control:
+    """Who acts. The default answers are those of a learner acting alone."""
+
+    def __init__(self, learner: Agent) -> None:
+        self.learner = learner
+        """The learner (in a batched run, bound to its seed's slice of the stacked learner)."""
+
+    def act(self, obs: np.ndarray, deterministic: bool) -> tuple[np.ndarray, str]:
+        """The action to execute at raw observation ``obs`` and the name of the policy that
+        proposed it (``"anchor"`` or ``"learner"``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def act_side_by_side(
+        cls,
+        controls: Sequence[Control],
+        stack: Agent,
+        obs: Sequence[np.ndarray],
+        own: Callable[[int], AbstractContextManager[None]],
+    ) -> list[tuple[np.ndarray, str]]:
+        """The training actions of several seeds' controls of this class at one step;
+        ``stack`` is their stacked learner, ``own(slot)`` puts seed ``slot``'s global random
+        state in place. By default each control acts alone, in its own random state."""
+        actions = []
+        for slot, (control, observation) in enumerate(zip(controls, obs, strict=True)):
+            with own(slot):
+                actions.append(control.act(observation, deterministic=False))
+        return actions
+
+    def executed_policy(self) -> Policy | None:
+        """The policy whose evaluation is the executed score; ``None``: the learner's."""
+        return None
+
+    def fqe_critics(self) -> dict[str, FQE]:
+        """FQE critics by policy name, trained by the loop (none by default)."""
+        return {}
+
+    def fqe_policies(self) -> dict[str, Agent]:
+        """The policy each FQE critic evaluates, by name."""
+        return {}
+
+    def fqe_due(self, step: int) -> bool:
+        """Whether the FQE critics take a gradient step at ``step``."""
+        return False
+
+    def review(self, step: int, episode_start: np.ndarray, journal: Journal) -> None:
+        """After the updates of step ``step``: checks, switches, resets, as scheduled.
+        ``episode_start`` is the running episode's first observation."""
+
+    def train_metrics(self, episode_start: np.ndarray) -> dict[str, float]:
+        """The control's metrics for the training log at an evaluation."""
+        return {"sft/stable": 0.0}
+
+    def episode_ended(self, start: np.ndarray, rewards: list[float], actors: list[str]) -> None:
+        """A training episode ended: its first observation, rewards and acting policies."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the control needs to continue bit for bit."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+
+
+class LearnerAlone(Control):
+    """``direct``: plain fine-tuning of the base algorithm; the learner acts alone."""
+
+    def act(self, obs: np.ndarray, deterministic: bool) -> tuple[np.ndarray, str]:
+        observation = torch.as_tensor(obs, dtype=torch.float32)
+        action = self.learner.policy_action(observation[None], deterministic)[0]
+        return action.cpu().numpy(), "learner"
+
+    @classmethod
+    def act_side_by_side(cls, controls, stack, obs, own) -> list[tuple[np.ndarray, str]]:
+        """One call of the stacked policy for every seed (each seed's noise is its own)."""
+        actions = stack.act_per_seed(np.stack(obs), deterministic=False)
+        return [(action, "learner") for action in actions]
+
+
+class PolicyExpansion(Control):
+    """``pex``: the frozen offline policy joins the learner; at every state the selector
+    critic (the learner's) chooses between the two policies' candidate actions."""
+
+    def __init__(self, learner: Agent, config: SFTConfig) -> None:
+        super().__init__(learner)
+        self.config = config
+        self.anchor = learner.snapshot()
+        """The frozen policy (and critic) beside the learner."""
+
+    @property
+    def selector(self) -> Agent:
+        """The agent whose critic chooses the executed action."""
+        return self.learner
+
+    @property
+    def policies(self) -> dict[str, Agent]:
+        """Anchor and learner by name."""
+        return {"anchor": self.anchor, "learner": self.learner}
+
+    def selection(self, deterministic: bool) -> Selection:
+        config = self.config
+        return Selection(
+            config.rule_for(deterministic), config.beta, config.incumbent_margin, config.lcb_k
+        )
+
+    def allowed(self, candidates: torch.Tensor) -> torch.Tensor | None:
+        """Which candidates the selector may choose (``None``: all)."""
+        return None
+
+    def act(self, obs: np.ndarray, deterministic: bool) -> tuple[np.ndarray, str]:
+        observation = torch.as_tensor(obs, dtype=torch.float32)
+        candidates = torch.cat(
+            [
+                self.anchor.policy_action(observation[None], deterministic),
+                self.learner.policy_action(observation[None], deterministic),
+            ]
+        )
+        action, index, _ = select_action(
+            observation,
+            candidates,
+            self.selector,
+            self.selection(deterministic),
+            self.allowed(candidates),
+        )
+        return action.cpu().numpy(), ("anchor", "learner")[index]
+
+    def executed_policy(self) -> Policy:
+        return lambda obs: self.act(obs, True)[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"anchor": self.anchor.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.anchor = agent_from_state(state["anchor"], self.learner.device).snapshot()

@@ -1,0 +1,101 @@
+"""Action selection: the selector critic scores the anchor's and the learner's candidate
+actions at a state and one of them is executed (spec: "Action selection"), with the support
+check that keeps the anchor's critic from judging actions outside its data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sftlib.agents import Agent
+from sftlib.config import SELECTIONS
+from sftlib.data.buffer import ReplayBuffer
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How the selector critic picks among candidates (:func:`select_action`)."""
+
+    rule: str = "argmax"
+    """``argmax``, ``softmax`` or ``lcb``."""
+    beta: float = 1.0
+    """Inverse temperature of ``softmax``."""
+    incumbent_margin: float = 0.0
+    """``argmax``/``softmax``: the anchor's score is raised by this fraction of ``|Q_0|``."""
+    lcb_k: float = 1.0
+    """``lcb``: width of the lower confidence bound, in ensemble standard deviations."""
+
+    def __post_init__(self) -> None:
+        if self.rule not in SELECTIONS:
+            raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {self.rule!r}")
+
+
+@torch.no_grad()
+def select_action(
+    obs: torch.Tensor,
+    candidates: torch.Tensor,
+    selector: Agent,
+    selection: Selection,
+    allowed: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """Score ``candidates`` (``[K, act_dim]``, candidate 0 the anchor's) at one raw
+    observation ``obs`` (``[obs_dim]``) with the selector critic and pick one.
+
+    ``argmax`` takes the best by the minimum over the ensemble; ``softmax`` samples with
+    probabilities ``softmax(beta * Q)`` (torch's RNG); ``lcb`` takes another candidate than
+    the anchor's only if the lower confidence bound of its advantage over the anchor's
+    candidate is positive: ``mean_i(d_i) - lcb_k * std_i(d_i) > 0`` with ``d_i = Q_i(s, a) -
+    Q_i(s, a_0)`` per ensemble member ``i`` (a paired comparison: the same member scores
+    both), then the one with the largest bound. ``incumbent_margin`` (``argmax``/``softmax``)
+    raises the anchor's score by ``incumbent_margin * |Q_0|`` first. ``allowed`` (``[K]``
+    bools; the anchor's candidate always is) excludes candidates, e.g. outside the anchor's
+    support (:func:`in_support`). Returns ``(action [act_dim], index, scores [K])`` with the
+    critic's unmodified scores (ensemble minimum).
+    """
+    k = candidates.shape[0]
+    members = selector.q_values(obs.expand(k, -1), candidates).cpu()  # [n, K]
+    scores = members.min(0).values
+    excluded = torch.zeros(k, dtype=torch.bool) if allowed is None else ~allowed.cpu()
+    excluded[0] = False
+    if selection.rule == "lcb":
+        advantage = members[:, 1:] - members[:, :1]  # [n, K - 1]
+        lower = advantage.mean(0) - selection.lcb_k * advantage.std(0, unbiased=False)
+        lower[excluded[1:]] = -torch.inf
+        best = int(torch.argmax(lower))
+        index = best + 1 if float(lower[best]) > 0.0 else 0
+        return candidates[index], index, scores
+    biased = scores.clone()
+    biased[0] += selection.incumbent_margin * scores[0].abs()
+    biased[excluded] = -torch.inf
+    if selection.rule == "argmax":
+        index = int(torch.argmax(biased))
+    else:
+        probabilities = F.softmax(selection.beta * (biased - biased.max()), 0)
+        index = int(torch.multinomial(probabilities, 1))
+    return candidates[index], index, scores
+
+
+def action_spread(policy: Agent, offline: ReplayBuffer, n_states: int = 10_000) -> torch.Tensor:
+    """Per action dimension, the standard deviation of the dataset's actions around
+    ``policy``'s deterministic actions: how wide the data are where ``policy`` acts, ``[act_dim]``.
+
+    Computed on ``n_states`` evenly spaced offline transitions (no random draw); floored at
+    1e-3 so that a dimension the data never vary does not divide by zero.
+    """
+    rows = np.linspace(0, len(offline) - 1, min(n_states, len(offline))).astype(np.int64)
+    obs = torch.as_tensor(offline.obs[rows])
+    residual = torch.as_tensor(offline.actions[rows]) - policy.policy_action(obs, True).cpu()
+    return residual.std(0).clamp_min(1e-3)
+
+
+def in_support(
+    action: torch.Tensor, anchor_action: torch.Tensor, spread: torch.Tensor, k: float
+) -> bool:
+    """Whether ``action`` lies within ``k`` of ``anchor_action``: the root mean square over
+    dimensions of ``(action - anchor_action) / spread`` is at most ``k``."""
+    z = (action.cpu() - anchor_action.cpu()) / spread
+    return float(z.pow(2).mean().sqrt()) <= k

@@ -1,0 +1,363 @@
+"""One seed's fine-tuning run: its data, environment, learner, who acts (a control from
+:mod:`sftlib.sft.control`), its logs, checkpoint and files. The loop that drives one or many
+runs step by step is :func:`sftlib.training.finetune.finetune_seeds`.
+
+Run directory (``out_dir``):
+
+- ``eval.csv``: ``step, executed_score, learner_score, executed_return, learner_return``
+  (step 0 is the offline policy; scores normalised 0-100 with the dataset's references);
+- ``events.csv``: ``step, event, detail`` for ``switch``, ``reset``, ``anchor_update``;
+- ``checks.csv``: every stability check: drift, calm count, ``J(A)``, ``J(L)``, verdict;
+- ``train.csv``: mean losses and every estimator's values between evaluations;
+- ``checkpoint.pt``: the full resumable state, written at episode ends (removed at the end);
+- ``summary.json``: stability metrics, switch step, resets, wall time; written last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sftlib.agents import agent_from_state
+from sftlib.analysis.metrics import stability_metrics
+from sftlib.config import FinetuneConfig, compile_update
+from sftlib.data.buffer import Batch, ReplayBuffer, sample_online_data
+from sftlib.data.datasets import DatasetInfo, dataset_info, load_dataset, transitions
+from sftlib.data.envs import make_env
+from sftlib.data.goals import shape_reward, success_rate
+from sftlib.data.rollouts import evaluate_policy_with_success, to_env_action
+from sftlib.layout import (
+    CHECK_COLUMNS,
+    CHECKS_CSV,
+    EVAL_COLUMNS,
+    EVAL_CSV,
+    EVENT_COLUMNS,
+    EVENTS_CSV,
+    STATE,
+    SUCCESS_COLUMNS,
+    SUMMARY,
+    TRAIN_CSV,
+)
+from sftlib.sft.control import Control, LearnerAlone, PolicyExpansion
+from sftlib.sft.state_control import StateSelection
+from sftlib.training.checkpoint import (
+    AGENT_FORMAT,
+    check_checkpoint_config,
+    check_compatible,
+    comparable_config,
+    completed_summary,
+    load_checkpoint,
+    load_pretrained,
+    write_csv,
+)
+from sftlib.utils import (
+    atomic_torch_save,
+    atomic_write_json,
+    eval_seed,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    set_threads,
+)
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tuning run produced."""
+
+    out_dir: Path
+    summary: dict[str, Any]
+    curve: pd.DataFrame
+    events: pd.DataFrame
+
+
+@dataclass
+class RunState:
+    """Everything of a run's loop and logs that changes during fine-tuning (checkpointed);
+    the journal its control records its decisions in."""
+
+    step: int = 0
+    next_checkpoint: int = 0
+    evals: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)
+    train: list[dict] = field(default_factory=list)
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Running sums of training metrics since the last evaluation, kept as tensors so the
+    hot loop never converts (and their counts)."""
+    counts: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+    episodes: int = 0
+    """Training episodes finished."""
+
+    def log(self, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            total = self.sums.get(key)
+            self.sums[key] = value if total is None else total + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def flush(self) -> dict[str, float]:
+        means = {key: float(total.sum()) / self.counts[key] for key, total in self.sums.items()}
+        self.sums, self.counts = {}, {}
+        return means
+
+    def add_event(self, event: str, detail: str) -> None:
+        self.events.append({"step": self.step, "event": event, "detail": detail})
+
+    def add_check(self, row: dict[str, Any]) -> None:
+        self.checks.append(row)
+
+
+@dataclass
+class TrainingEpisode:
+    """The running training episode: its first observation, and per step its reward, the
+    policy that acted and the online buffer row written."""
+
+    start: np.ndarray
+    rewards: list[float] = field(default_factory=list)
+    actors: list[str] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+
+
+class FineTuner:
+    """One seed's fine-tuning run; :func:`sftlib.training.finetune.finetune_seeds` drives it.
+    ``offline``: the dataset's info and transitions, already loaded for this run's pretraining
+    checkpoint (runs of one batch share them); loaded here when ``None``."""
+
+    def __init__(
+        self,
+        config: FinetuneConfig,
+        out_dir: str | Path,
+        offline: tuple[DatasetInfo, ReplayBuffer] | None = None,
+    ) -> None:
+        self.config, self.out = config, Path(out_dir)
+        pretrain_dir = Path(config.pretrain_dir)
+        pretrained = load_pretrained(pretrain_dir)
+        # The critic was pretrained on rewards under this convention: keep its scale online.
+        self.reward_convention = pretrained["config"].get("reward_convention", "raw")
+        if offline is None:
+            dataset = load_dataset(pretrained["dataset_id"])
+            rewards = self.reward_convention
+            offline = (dataset_info(dataset), transitions(dataset, reward_convention=rewards))
+        self.info, self.offline = offline
+        check_compatible(pretrained, self.info, pretrain_dir)
+        set_threads(config.threads)
+        self.rng = seed_everything(config.seed)
+        self.device = resolve_device(config.device)
+        capacity = min(config.buffer_size, config.online_steps)
+        self.online = ReplayBuffer(self.info.obs_dim, self.info.act_dim, capacity)
+        self.learner = agent_from_state(pretrained["agent"], self.device)
+        self.online_data = config.online_data_for(self.learner.name)
+        if config.reset_optimizer:
+            self.learner.reset_optimizers()
+        updates = config.online_steps * config.utd_ratio
+        if compile_update(config.torch_compile, self.learner.compile_wins, updates):
+            self.learner.compile_update()
+        if self.learner.needs_returns_to_go:
+            self.offline.fill_returns_to_go(self.learner.config.discount)
+        self.control = self.make_control(pretrained["agent"])
+        self.env = make_env(self.info)
+        self.state = RunState(next_checkpoint=config.checkpoint_every)
+        self.episode: TrainingEpisode | None = None
+        """The running training episode (set by :meth:`begin`)."""
+        self.clock_start = 0.0
+        """``perf_counter`` at which the run would have started without interruptions."""
+        self.seeds_in_process = 1
+        """How many seeds fine-tuned side by side in this run's process."""
+
+    def make_control(self, offline_state: dict[str, Any]) -> Control:
+        """Who acts, as the variant says (:data:`sftlib.config.VARIANTS`)."""
+        sft, learner = self.config.sft, self.learner
+        kind = sft.spec.control
+        if kind == "learner":
+            return LearnerAlone(learner)
+        if kind == "expansion":
+            return PolicyExpansion(learner, sft)
+        return StateSelection(
+            learner, sft, self.offline, self.online, self.rng, offline_state,
+            self.config.online_steps,
+        )  # fmt: skip
+
+    def sample_batch(self) -> Batch:
+        """A training batch of offline and online transitions, by the rule ``online_data``
+        (``mix``: a fixed ``offline_ratio``; ``append``: the natural ratio)."""
+        learner = self.learner
+        return sample_online_data(
+            self.offline, self.online, learner.config.batch_size, self.online_data,
+            self.config.offline_ratio, self.rng,
+        )  # fmt: skip
+
+    def evaluate(self) -> dict[str, float]:
+        """Executed and learner-alone scores (deterministic); never used for decisions."""
+        seed, n_episodes = eval_seed(self.config.seed), self.config.eval_episodes
+        learner, learner_success = evaluate_policy_with_success(
+            lambda o: self.learner.act(o, True), self.info, n_episodes, seed
+        )
+        executed, executed_success = learner, learner_success
+        if (policy := self.control.executed_policy()) is not None:
+            executed, executed_success = evaluate_policy_with_success(
+                policy, self.info, n_episodes, seed
+            )
+        row = {
+            "step": self.state.step,
+            "executed_score": float(self.info.normalize(executed).mean()),
+            "learner_score": float(self.info.normalize(learner).mean()),
+            "executed_return": float(executed.mean()),
+            "learner_return": float(learner.mean()),
+        }
+        if self.info.success_key is not None:
+            row["executed_success"] = success_rate(executed_success)
+            row["learner_success"] = success_rate(learner_success)
+        return row
+
+    # --- the steps of the loop ------------------------------------------------------------
+    def begin(self, checkpoint: dict[str, Any] | None = None) -> np.ndarray:
+        """Restore ``checkpoint`` (or ``out_dir/checkpoint.pt``), or start afresh with an
+        evaluation of the offline policy; the first observation."""
+        if checkpoint is None and (self.out / STATE).exists():
+            checkpoint = load_checkpoint(self.out / STATE)
+        if checkpoint is not None:
+            self.load_state_dict(checkpoint)
+            obs, _ = self.env.reset()
+        else:
+            obs, _ = self.env.reset(seed=self.config.seed)
+            self.state.evals.append(self.evaluate())
+        self.clock_start = time.perf_counter() - self.state.elapsed
+        self.episode = TrainingEpisode(obs)
+        return obs
+
+    def explore(self, obs: np.ndarray, action: np.ndarray, actor: str) -> tuple[np.ndarray, bool]:
+        """Execute ``action`` in the environment and store the transition: ``(next_obs,
+        whether the episode ended)``."""
+        env = self.env
+        next_obs, reward, terminated, truncated, _ = env.step(
+            to_env_action(action, env.action_space)
+        )
+        reward = shape_reward(float(reward), self.reward_convention)
+        # Time-limit truncation is not termination: only `terminated` stops bootstrapping.
+        episode = self.episode
+        episode.rows.append(self.online.add(obs, action, reward, next_obs, terminated))
+        episode.rewards.append(reward)
+        episode.actors.append(actor)
+        return next_obs, terminated or truncated
+
+    def evaluates_at(self, step: int) -> bool:
+        """Whether step ``step`` ends with an evaluation."""
+        return step % self.config.eval_every == 0 or step == self.config.online_steps
+
+    def checkpoint_due(self, step: int) -> bool:
+        """Whether an episode ending at ``step`` writes a checkpoint."""
+        return self.state.next_checkpoint <= step < self.config.online_steps
+
+    def review(self, step: int) -> None:
+        """After the updates of step ``step``: the control's checks, switches and resets,
+        then the evaluation and the training log, as their schedules say."""
+        state, start = self.state, self.episode.start
+        self.control.review(step, start, state)
+        if self.evaluates_at(step):
+            state.evals.append(self.evaluate())
+            state.train.append({"step": step, **state.flush(), **self.control.train_metrics(start)})
+
+    def end_episode(self, step: int) -> np.ndarray:
+        """Close the running episode (returns-to-go, the control's record, checkpoint when
+        due) and start the next one; its first observation."""
+        state, episode = self.state, self.episode
+        state.episodes += 1
+        self.online.end_episode(np.asarray(episode.rows), self.learner.config.discount)
+        self.control.episode_ended(episode.start, episode.rewards, episode.actors)
+        if self.checkpoint_due(step):
+            while state.next_checkpoint <= step:
+                state.next_checkpoint += self.config.checkpoint_every
+            state.elapsed = time.perf_counter() - self.clock_start
+            atomic_torch_save(self.out / STATE, self.state_dict())
+        obs, _ = self.env.reset()
+        self.episode = TrainingEpisode(obs)
+        return obs
+
+    # --- checkpoint and files -------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the run needs to continue bit for bit, taken at an episode end: the
+        learner, the control, the online buffer, every random state (the env's included) and
+        the loop's own state."""
+        return {
+            "learner": self.learner.state_dict(),
+            "control": self.control.state_dict(),
+            "online": self.online.state_dict(),
+            "rng": rng_state(self.rng),
+            "env_rng": self.env.unwrapped.np_random.bit_generator.state,
+            "state": dataclasses.asdict(self.state),
+            "config": comparable_config(self.config),
+            "format": AGENT_FORMAT,
+        }
+
+    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+        """Put the run back into the state :meth:`state_dict` saved."""
+        check_checkpoint_config(checkpoint, self.config, self.out / STATE)
+        self.learner.load_state_dict(checkpoint["learner"])
+        self.control.load_state_dict(checkpoint["control"])
+        self.online.load_state_dict(checkpoint["online"])
+        set_rng_state(checkpoint["rng"], self.rng)
+        self.env.reset(seed=0)  # create the env's generator, then restore it
+        self.env.unwrapped.np_random.bit_generator.state = checkpoint["env_rng"]
+        self.state = RunState(**checkpoint["state"])
+
+    def finish(self) -> FinetuneResult:
+        """Write the run's CSV files and, last, its summary; remove the checkpoint."""
+        state, config, info = self.state, self.config, self.info
+        success = SUCCESS_COLUMNS if info.success_key is not None else []
+        write_csv(self.out / EVAL_CSV, state.evals, EVAL_COLUMNS + success)
+        write_csv(self.out / EVENTS_CSV, state.events, EVENT_COLUMNS)
+        write_csv(self.out / CHECKS_CSV, state.checks, CHECK_COLUMNS)
+        write_csv(self.out / TRAIN_CSV, state.train)
+        curve = pd.DataFrame(state.evals)
+        switches = [e["step"] for e in state.events if e["event"] == "switch"]
+        summary = {
+            **stability_metrics(curve["step"].to_numpy(), curve["executed_score"].to_numpy()),
+            "learner_score_final": float(curve["learner_score"].iloc[-1]),
+            **(
+                {"success_final": float(curve["executed_success"].iloc[-1])}
+                if info.success_key is not None
+                else {}
+            ),
+            "switch_step": switches[0] if switches else None,
+            "n_switches": len(switches),
+            "n_resets": sum(e["event"] == "reset" for e in state.events),
+            "wall_time_s": state.elapsed,
+            "seeds_in_process": self.seeds_in_process,
+            "online_steps": config.online_steps,
+            "online_data": self.online_data,
+            "compiled": self.learner.compiled,
+            "variant": config.sft.variant,
+            "algo": self.learner.name,
+            "dataset_id": info.dataset_id,
+            "seed": config.seed,
+            "config": comparable_config(config),
+        }
+        atomic_write_json(self.out / SUMMARY, summary)
+        (self.out / STATE).unlink(missing_ok=True)
+        return run_result(self.out, summary)
+
+
+def run_result(out: Path, summary: dict) -> FinetuneResult:
+    """The result of the complete run in ``out`` with ``summary``."""
+    return FinetuneResult(out, summary, pd.read_csv(out / EVAL_CSV), pd.read_csv(out / EVENTS_CSV))
+
+
+def resume_point(out: Path, config: FinetuneConfig) -> tuple[FinetuneResult | None, dict | None]:
+    """``(result, None)`` for a complete run in ``out``, ``(None, checkpoint)`` for an
+    interrupted one, ``(None, None)`` for one not started; checked against ``config``."""
+    if (summary := completed_summary(out, config)) is not None:
+        return run_result(out, summary), None
+    checkpoint = None
+    if (out / STATE).exists():
+        checkpoint = load_checkpoint(out / STATE)
+        check_checkpoint_config(checkpoint, config, out / STATE)
+    return None, checkpoint
