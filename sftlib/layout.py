@@ -10,6 +10,7 @@ A study is one directory ``<results_root>/<study>/`` laid out as::
     <dataset_slug>/<algo>/<variant>/seed=<n>/    eval.csv, events.csv, checks.csv, train.csv,
                                                  summary.json
     figures/                                     what ``sft figures`` writes
+    sweep.json                                   the plan and cost estimate of ``sft sweep``
     SYNTHETIC                                    marker: the study is fake (tests, demos)
 
 ``dataset_slug`` is the Minari id with ``/`` replaced by ``-``; with a ``grid:`` in the study,
@@ -38,12 +39,17 @@ PARAMS_FILE = "params.yaml"
 """What the sweep injected into the run's notebook (every config field, plus ``out_dir``)."""
 LOG_FILE = "run.log"
 LOCK_FILE = ".lock"
+TENSORBOARD_DIR = "tensorboard"
+"""Event files of a run trained with ``logger: tensorboard`` (:mod:`sftlib.training.live`)."""
 
 # --- directories -----------------------------------------------------------------------------
 PRETRAIN_DIRNAME = "pretrain"
 """The per-(dataset, algo) folder of pretraining runs (in place of a variant)."""
 FIGURES_DIRNAME = "figures"
 """Folder of a study's figures and tables (never a dataset)."""
+SWEEP_FILE = "sweep.json"
+"""At a study root: the runs ``sft sweep`` planned and their cost estimate, written when the
+sweep starts, with the actual cost added when it ends (what ``sft status`` reads)."""
 SYNTHETIC_MARKER = "SYNTHETIC"
 """Marker file at a study root: the study is fake (see :mod:`sftlib.analysis.synthetic`)."""
 INTERACTIVE_STUDY = "interactive"
