@@ -8,13 +8,16 @@ names any unknown key.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from sftlib.agents import AGENTS, RESET_SCOPES, agent_class, build_config
 from sftlib.data.buffer import ONLINE_DATA
 from sftlib.data.datasets import validate_dataset_id
 from sftlib.data.goals import check_reward_convention
+from sftlib.layout import interactive_run_dir
 from sftlib.training.live import LOGGERS
 from sftlib.typecheck import Range, check_field_types
 
@@ -267,6 +270,11 @@ class SFTConfig:
         return VARIANTS[self.variant]
 
     @property
+    def control(self) -> str:
+        """Who acts: the variant's control (:data:`CONTROLS`)."""
+        return self.spec.control
+
+    @property
     def estimator(self) -> str:
         """The estimator actually used: the variant's, else ``ope``."""
         return self.spec.ope or self.ope
@@ -432,3 +440,26 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(x) for k, x in value.items()}
     return value
+
+
+def with_other_seeds(
+    config: Any, seeds: Sequence[int], pretrain_dirs: Sequence[str] = ()
+) -> list[Any]:
+    """``config`` followed by a copy of it per other seed (a batch of seeds run side by side
+    in one process); fine-tuning copies take their pretraining runs from ``pretrain_dirs``."""
+    if pretrain_dirs and len(pretrain_dirs) != len(seeds):
+        raise ValueError(
+            f"other_pretrain_dirs must name one pretraining run per other seed: {len(seeds)} "
+            f"seeds, {len(pretrain_dirs)} directories"
+        )
+    changes = [{"seed": seed} for seed in seeds]
+    for change, pretrain_dir in zip(changes, pretrain_dirs, strict=False):
+        change["pretrain_dir"] = str(pretrain_dir)
+    return [config] + [dataclasses.replace(config, **change) for change in changes]
+
+
+def default_pretrain_dir(seed: int) -> Path:
+    """Where notebook 01 writes its default pretraining run (:class:`PretrainConfig`'s
+    dataset and algorithm) for ``seed``: notebook 02's default starting point."""
+    defaults = PretrainConfig(seed=seed)
+    return interactive_run_dir(defaults.dataset_id, defaults.algo, "pretrain", seed)

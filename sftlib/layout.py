@@ -125,10 +125,6 @@ def interactive_run_dir(dataset_id: str, algo: str, variant: str, seed: int) -> 
     return run_dir(root, INTERACTIVE_STUDY, dataset_id, algo, variant, seed)
 
 
-def is_complete(run_directory: str | Path) -> bool:
-    return (Path(run_directory) / SUMMARY).exists()
-
-
 def is_synthetic(study_dir: str | Path) -> bool:
     """True when ``study_dir`` holds the :data:`SYNTHETIC` marker."""
     return (Path(study_dir) / SYNTHETIC_MARKER).exists()

@@ -215,10 +215,6 @@ def returns_to_go(
     return out.astype(np.float32)
 
 
-def to_batch(arrays: dict[str, np.ndarray]) -> Batch:
-    return Batch(*(torch.as_tensor(arrays[f], dtype=torch.float32) for f in FIELDS))
-
-
 def sample_mixed(
     offline: ReplayBuffer,
     online: ReplayBuffer,

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from sftlib.agents import Agent, agent_from_state
-from sftlib.config import SFTConfig
+from sftlib.config import FinetuneConfig, SFTConfig
+from sftlib.data.buffer import ReplayBuffer
 from sftlib.sft.fqe import FQE
 from sftlib.sft.selection import Selection, select_action
 
@@ -34,12 +36,32 @@ class Journal(Protocol):
     def add_check(self, row: dict[str, Any]) -> None: ...
 
 
+@dataclass(frozen=True)
+class RunParts:
+    """What a control may use of its fine-tuning run."""
+
+    config: FinetuneConfig
+    offline: ReplayBuffer
+    """The offline transitions."""
+    online: ReplayBuffer
+    """The online replay buffer (filled as the run explores)."""
+    rng: np.random.Generator
+    """The run's generator (its batches, the probe set)."""
+    offline_state: dict[str, Any]
+    """The pretrained agent's state."""
+
+
 class Control:
     """Who acts. The default answers are those of a learner acting alone."""
 
     def __init__(self, learner: Agent) -> None:
         self.learner = learner
         """The learner (in a batched run, bound to its seed's slice of the stacked learner)."""
+
+    @classmethod
+    def for_run(cls, learner: Agent, run: RunParts) -> Control:
+        """The control of a fine-tuning run whose parts are ``run``."""
+        return cls(learner)
 
     def act(self, obs: np.ndarray, deterministic: bool) -> tuple[np.ndarray, str]:
         """The action to execute at raw observation ``obs`` and the name of the policy that
@@ -122,6 +144,10 @@ class PolicyExpansion(Control):
         self.config = config
         self.anchor = learner.snapshot()
         """The frozen policy (and critic) beside the learner."""
+
+    @classmethod
+    def for_run(cls, learner: Agent, run: RunParts) -> PolicyExpansion:
+        return cls(learner, run.config.sft)
 
     @property
     def selector(self) -> Agent:

@@ -19,7 +19,7 @@ import torch
 from sftlib.agents import Agent, agent_from_state
 from sftlib.config import SFTConfig
 from sftlib.data.buffer import ReplayBuffer
-from sftlib.sft.control import Journal, PolicyExpansion
+from sftlib.sft.control import Journal, PolicyExpansion, RunParts
 from sftlib.sft.fqe import FQE, fqe_critics
 from sftlib.sft.policy_evaluation import POLICIES, ComprehensiveEvaluator, Estimates, mc_vetoes
 from sftlib.sft.reset import improves, reset_due
@@ -59,6 +59,13 @@ class StateSelection(PolicyExpansion):
         """Training episodes finished (probes are counted in episodes)."""
         self.support_spread: torch.Tensor | None = None
         self.refresh_support()
+
+    @classmethod
+    def for_run(cls, learner: Agent, run: RunParts) -> StateSelection:
+        return cls(
+            learner, run.config.sft, run.offline, run.online, run.rng, run.offline_state,
+            run.config.online_steps,
+        )  # fmt: skip
 
     # --- who acts ----------------------------------------------------------------------------
     @property

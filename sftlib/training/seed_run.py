@@ -45,7 +45,7 @@ from sftlib.layout import (
     SUMMARY,
     TRAIN_CSV,
 )
-from sftlib.sft.control import Control, LearnerAlone, PolicyExpansion
+from sftlib.sft.control import Control, LearnerAlone, PolicyExpansion, RunParts
 from sftlib.sft.state_control import StateSelection
 from sftlib.training.checkpoint import (
     AGENT_FORMAT,
@@ -67,6 +67,13 @@ from sftlib.utils import (
     set_rng_state,
     set_threads,
 )
+
+CONTROL_CLASSES: dict[str, type[Control]] = {
+    "learner": LearnerAlone,
+    "expansion": PolicyExpansion,
+    "state": StateSelection,
+}
+"""Who acts, by the ``control`` of a variant (:data:`sftlib.config.CONTROLS`)."""
 
 
 @dataclass
@@ -175,16 +182,9 @@ class FineTuner:
 
     def make_control(self, offline_state: dict[str, Any]) -> Control:
         """Who acts, as the variant says (:data:`sftlib.config.VARIANTS`)."""
-        sft, learner = self.config.sft, self.learner
-        kind = sft.spec.control
-        if kind == "learner":
-            return LearnerAlone(learner)
-        if kind == "expansion":
-            return PolicyExpansion(learner, sft)
-        return StateSelection(
-            learner, sft, self.offline, self.online, self.rng, offline_state,
-            self.config.online_steps,
-        )  # fmt: skip
+        control = CONTROL_CLASSES[self.config.sft.control]
+        parts = RunParts(self.config, self.offline, self.online, self.rng, offline_state)
+        return control.for_run(self.learner, parts)
 
     def sample_batch(self) -> Batch:
         """A training batch of offline and online transitions, by the rule ``online_data``
