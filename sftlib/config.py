@@ -18,7 +18,6 @@ from sftlib.data.buffer import ONLINE_DATA
 from sftlib.data.datasets import validate_dataset_id
 from sftlib.data.goals import check_reward_convention
 from sftlib.layout import interactive_run_dir
-from sftlib.training.live import LOGGERS
 from sftlib.typecheck import Range, check_field_types
 
 OPE_ESTIMATORS = ("q", "mc", "fqe", "cpe")
@@ -29,6 +28,9 @@ holding the offline data, as TD3+BC's follow-ups do) append online transitions t
 offline buffer; Cal-QL (Nakamoto et al.; CORL ``cal_ql.py``) mixes a fixed 50/50 share."""
 SELECTIONS = ("argmax", "softmax", "lcb")
 
+
+LOGGERS = ("none", "tensorboard", "wandb")
+"""Choices of the field ``logger``: live curves while a run trains (:mod:`sftlib.training.live`)."""
 
 CONTROLS = ("learner", "expansion", "state")
 """Who acts (:mod:`sftlib.sft.control`): the learner alone, policy expansion, or SFT's

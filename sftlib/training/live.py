@@ -27,10 +27,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from sftlib.config import LOGGERS
 from sftlib.layout import SEED_DIR, TENSORBOARD_DIR, dataset_slug
 
-LOGGERS = ("none", "tensorboard", "wandb")
-"""Choices of the config field ``logger``."""
 TAG_KEYS = ("study", "dataset", "algo", "variant", "seed")
 """What every run's curves are tagged with (:func:`run_tags`)."""
 

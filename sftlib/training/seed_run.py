@@ -57,6 +57,7 @@ from sftlib.training.checkpoint import (
     load_pretrained,
     write_csv,
 )
+from sftlib.training.live import make_logger, run_tags
 from sftlib.utils import (
     atomic_torch_save,
     atomic_write_json,
@@ -179,6 +180,11 @@ class FineTuner:
         """``perf_counter`` at which the run would have started without interruptions."""
         self.seeds_in_process = 1
         """How many seeds fine-tuned side by side in this run's process."""
+        tags = run_tags(
+            out_dir, self.info.dataset_id, self.learner.name, config.sft.variant, config.seed
+        )
+        self.live = make_logger(config.logger, out_dir, tags)
+        """Live curves (``logger``): evaluations, training means and the control's events."""
 
     def make_control(self, offline_state: dict[str, Any]) -> Control:
         """Who acts, as the variant says (:data:`sftlib.config.VARIANTS`)."""
@@ -230,6 +236,7 @@ class FineTuner:
         else:
             obs, _ = self.env.reset(seed=self.config.seed)
             self.state.evals.append(self.evaluate())
+            self.watch(0, {})
         self.clock_start = time.perf_counter() - self.state.elapsed
         self.episode = TrainingEpisode(obs)
         return obs
@@ -261,10 +268,23 @@ class FineTuner:
         """After the updates of step ``step``: the control's checks, switches and resets,
         then the evaluation and the training log, as their schedules say."""
         state, start = self.state, self.episode.start
+        logged = len(state.events)
         self.control.review(step, start, state)
+        for event in state.events[logged:]:
+            self.live.event(step, event["event"], event["detail"])
         if self.evaluates_at(step):
             state.evals.append(self.evaluate())
             state.train.append({"step": step, **state.flush(), **self.control.train_metrics(start)})
+            self.watch(step, state.train[-1])
+
+    def watch(self, step: int, train: dict[str, float]) -> None:
+        """The latest evaluation (with the executed policy's dip so far) and ``train`` row
+        to the live logger."""
+        evals = self.state.evals
+        executed = [row["executed_score"] for row in evals]
+        values = {f"eval/{k}": v for k, v in evals[-1].items() if k != "step"}
+        values["eval/dip"] = max(0.0, executed[0] - min(executed))
+        self.live.scalars(step, {**values, **{k: v for k, v in train.items() if k != "step"}})
 
     def end_episode(self, step: int) -> np.ndarray:
         """Close the running episode (returns-to-go, the control's record, checkpoint when
@@ -343,6 +363,7 @@ class FineTuner:
         }
         atomic_write_json(self.out / SUMMARY, summary)
         (self.out / STATE).unlink(missing_ok=True)
+        self.live.close()
         return run_result(self.out, summary)
 
 
