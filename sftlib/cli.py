@@ -2,6 +2,7 @@
 
     sft sweep params/quick.yaml [more.yaml ...] [--results results] [--scheduler ADDR]
               [--workers N] [--dry-run] [--no-base]
+    sft status results/quick [--json]
     sft datasets Hopper-v5 [--levels medium medium-replay]
     sft figures results/quick [--out DIR] [--reps 2000]
 
@@ -10,6 +11,13 @@
 ``sft sweep params/quick.yaml`` means ``params/base.yaml`` + ``params/quick.yaml``
 (``--no-base`` turns this off). Invalid parameters are reported (exit status 2) before any
 dataset is built or any directory created. Exit status 1 if any run failed.
+
+Before it runs (and with ``--dry-run`` instead of running) a sweep prints what its runs
+will cost: gradient updates, environment steps, CPU-hours (GPU-hours when the runs use a
+GPU) and the wall time on its workers, from rates measured on this machine in a few
+seconds (:mod:`sftlib.sweeps.cost`); its summary compares that estimate with what the runs
+took. ``status`` tells, from the results folder alone, which runs are complete, running (at
+which step), stopped, failed (and why) or not started, and the time left.
 """
 
 from __future__ import annotations
@@ -52,7 +60,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--workers", type=int, default=None, help="LocalCluster workers (default: number of cores)"
     )
-    s.add_argument("--dry-run", action="store_true", help="print the plan and what is complete")
+    s.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan, what is complete and what the rest will cost",
+    )
+    s.add_argument(
+        "--no-estimate",
+        action="store_true",
+        help="skip the few seconds of measuring this machine's rates for the cost estimate",
+    )
     s.add_argument("--pretrain-only", action="store_true", help="run the pretraining runs only")
     s.add_argument("--no-base", action="store_true", help=f"do not prepend {BASE_FILE}")
     s.add_argument(
@@ -74,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
         help="seeds of one (dataset, algo) pretrained, and fine-tuned with each variant, in "
         "one process as one stacked model (default 0: all of them; 1: one process per seed)",
     )
+
+    st = sub.add_parser(
+        "status",
+        help="which runs of a study are complete, running, stopped, failed or not started",
+    )
+    st.add_argument("study_dir", help="e.g. results/quick")
+    st.add_argument("--json", action="store_true", help="print it as JSON")
 
     d = sub.add_parser("datasets", help="build the local Minari datasets of an environment")
     d.add_argument("env_id", help="Gymnasium id, e.g. Hopper-v5")
@@ -110,9 +134,15 @@ def _sweep(a: argparse.Namespace) -> int:
             "finetune_notebook": Path(a.notebooks) / planning.FINETUNE_NOTEBOOK.name,
         }
     print(f"study {study.study} from {' + '.join(study.files)}", file=sys.stderr)
+    runs = planning.plan(study, a.results, seeds_per_process=a.seeds_per_process, **nb)
+    if a.pretrain_only:
+        runs = [run for run in runs if run.kind == "pretrain"]
     if a.dry_run:
-        runs = planning.plan(study, a.results, seeds_per_process=a.seeds_per_process, **nb)
         print(planning.describe_plan(runs))
+    estimate = None
+    if not a.no_estimate and any(not run.complete for run in runs):
+        estimate = _estimate(runs, a)
+    if a.dry_run:
         return 0
     try:
         report = sweep.run_sweep(
@@ -124,6 +154,7 @@ def _sweep(a: argparse.Namespace) -> int:
             progress=not a.quiet,
             seeds_per_process=a.seeds_per_process,
             pretrain_only=a.pretrain_only,
+            estimate=estimate,
             **nb,
         )
     except (FileNotFoundError, ValueError) as e:
@@ -132,12 +163,39 @@ def _sweep(a: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _estimate(runs: list, a: argparse.Namespace):
+    """The cost of the incomplete ``runs`` on the sweep's workers, printed."""
+    from sftlib.sweeps import cost
+    from sftlib.sweeps.sweep import default_workers
+
+    workers = default_workers(a.scheduler, a.workers)
+    estimate = cost.estimate(runs, cost.measure_rates(runs), workers or 1)
+    text = cost.describe(estimate)
+    if workers is None:
+        text += f"\n  (the workers of {a.scheduler} are not asked: one assumed; --workers N)"
+    print(text, flush=True)
+    return estimate
+
+
+def _status(a: argparse.Namespace) -> int:
+    import json
+
+    from sftlib.sweeps.status import study_status
+
+    try:
+        status = study_status(a.study_dir)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(status.to_json(), indent=1) if a.json else status.text())
+    return 0
+
+
 def _datasets(a: argparse.Namespace) -> int:
     from sftlib.factory import make_datasets
 
-    ids = make_datasets(a.env_id, a.levels) if a.levels else make_datasets(a.env_id)
-    for level, dataset_id in ids.items():
-        print(f"{level:<16} {dataset_id}")
+    # One line per dataset (made, or there already), printed as each is made.
+    make_datasets(a.env_id, a.levels) if a.levels else make_datasets(a.env_id)
     return 0
 
 
@@ -157,7 +215,8 @@ def _figures(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
-    return {"sweep": _sweep, "datasets": _datasets, "figures": _figures}[a.command](a)
+    commands = {"sweep": _sweep, "status": _status, "datasets": _datasets, "figures": _figures}
+    return commands[a.command](a)
 
 
 if __name__ == "__main__":

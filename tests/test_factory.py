@@ -51,8 +51,8 @@ def test_a_dataset_does_not_depend_on_what_ran_before_in_the_process(minari_stor
 
 
 def test_ensure_dataset_says_when_it_makes_a_dataset(monkeypatch, capsys):
-    """Making a dataset on first use takes a minute: one line before, one after; loading an
-    existing one prints nothing."""
+    """Making a dataset on first use takes a minute: one line, its start printed at once and
+    its end when the dataset is made; loading an existing one prints nothing."""
     from sftlib import factory
 
     made = []
@@ -65,7 +65,7 @@ def test_ensure_dataset_says_when_it_makes_a_dataset(monkeypatch, capsys):
     assert factory.ensure_dataset("local/hopper/medium-v0") == "dataset"
     assert made == [("Hopper-v5", "medium", "local/hopper/medium-v0")]
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and "making it locally" in lines[0] and "made in" in lines[1]
+    assert len(lines) == 1 and "making it locally ... made in" in lines[0]
 
     monkeypatch.setattr(
         factory.minari, "list_local_datasets", lambda: {"local/hopper/medium-v0": 0}

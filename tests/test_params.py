@@ -370,11 +370,20 @@ def test_cli_datasets_calls_the_factory(monkeypatch, capsys):
     import types
 
     calls = []
+
+    def make_datasets(env_id, levels=None):  # prints one line per dataset, as the factory does
+        calls.append((env_id, levels))
+        for level in levels:
+            print(f"dataset local/hopper/{level}-v0: made")
+        return {level: f"local/hopper/{level}-v0" for level in levels}
+
     fake = types.ModuleType("sftlib.factory")
-    fake.make_datasets = lambda env_id, levels=None: (
-        calls.append((env_id, levels)) or {lv: f"local/hopper/{lv}-v0" for lv in levels}
-    )
+    fake.make_datasets = make_datasets
     monkeypatch.setitem(sys.modules, "sftlib.factory", fake)
     assert cli.main(["datasets", "Hopper-v5", "--levels", "medium", "medium-replay"]) == 0
     assert calls == [("Hopper-v5", ["medium", "medium-replay"])]
-    assert "local/hopper/medium-replay-v0" in capsys.readouterr().out
+    # One line per dataset: the command adds none of its own.
+    assert capsys.readouterr().out.splitlines() == [
+        "dataset local/hopper/medium-v0: made",
+        "dataset local/hopper/medium-replay-v0: made",
+    ]

@@ -47,7 +47,6 @@ class DatasetError(ValueError):
     """A dataset id that cannot be loaded; the message says why and what to do."""
 
 
-@contextlib.contextmanager
 def validate_dataset_id(dataset_id: str) -> None:
     """Minari ids are ``[namespace/]name-vN``; catch a missing version before any I/O."""
     if not isinstance(dataset_id, str) or not re.fullmatch(r"[\w.\-/]+-v\d+", dataset_id):
@@ -57,13 +56,21 @@ def validate_dataset_id(dataset_id: str) -> None:
         )
 
 
+@contextlib.contextmanager
 def announce_first_use(dataset_id: str) -> Iterator[None]:
-    """One line before and one after a factory makes a missing dataset on first use (a
-    minute or so of silence otherwise)."""
-    print(f"dataset {dataset_id}: not in the Minari store, making it locally", flush=True)
+    """One line while a factory makes a missing dataset on first use (a minute or so of
+    silence otherwise): its start is printed at once, its end (the time taken, or that it
+    failed) when the dataset is made."""
+    print(
+        f"dataset {dataset_id}: not in the Minari store, making it locally ...", end="", flush=True
+    )
     start = time.perf_counter()
-    yield
-    print(f"dataset {dataset_id}: made in {time.perf_counter() - start:.0f} s", flush=True)
+    try:
+        yield
+    except BaseException:
+        print(" failed", flush=True)
+        raise
+    print(f" made in {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def local_dataset_ids() -> list[str]:

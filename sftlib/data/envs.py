@@ -157,7 +157,14 @@ def dropping_native_noise(noise: tuple[str, ...] = KNOWN_NATIVE_NOISE) -> Iterat
             os.close(saved)
             captured.seek(0)
             lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-            kept = "".join(line for line in lines if not any(n in line for n in noise))
+            kept, after_noise = [], False
+            for line in lines:
+                # MuJoCo ends each warning with an empty line: it goes with the warning.
+                dropped = any(n in line for n in noise) or (after_noise and not line.strip())
+                if not dropped:
+                    kept.append(line)
+                after_noise = dropped and bool(line.strip())
+            kept = "".join(kept)
             if kept:
                 os.write(2, kept.encode())
 

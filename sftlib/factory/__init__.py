@@ -22,6 +22,7 @@ so per level. Any other env id is trained from scratch and cached under ``~/.cac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -32,10 +33,9 @@ import minari
 import numpy as np
 import torch
 from minari.data_collector import EpisodeBuffer
-from tqdm.auto import tqdm
 
 from sftlib.data.datasets import DatasetError, announce_first_use, load_dataset
-from sftlib.data.envs import gym_make
+from sftlib.data.envs import dropping_native_noise, gym_make
 from sftlib.data.rollouts import Policy, to_env_action
 from sftlib.factory import maze
 from sftlib.factory.behaviour import (
@@ -227,7 +227,8 @@ def create_dataset(
         raise ValueError(
             f"ref_max_score ({ref_max_score}) must exceed ref_min_score ({ref_min_score})"
         )
-    with warnings.catch_warnings():
+    # Minari makes the env to record its spec: MuJoCo's deprecation notice for HalfCheetah.
+    with warnings.catch_warnings(), dropping_native_noise():
         # Minari nags about optional provenance fields (author, permalink, eval env).
         warnings.filterwarnings(
             "ignore", message=r"`(code_permalink|author|author_email|eval_env)`"
@@ -249,14 +250,23 @@ def make_datasets(
 ) -> dict[str, str]:
     """Make several levels (or one, given as a string); returns ``{level: dataset_id}``.
 
-    Every level name is checked before any dataset is made.
+    Every level name is checked before any dataset is made. With ``progress`` (the
+    default), one line per dataset: made (and how long it took), or there already.
     """
     levels = [levels] if isinstance(levels, str) else list(levels)
     for level in levels:
         dataset_id_for(env_id, level)  # an unknown level fails here, before any compute
+    progress = kw.get("progress", True)
     out = {}
-    for level in tqdm(levels, desc=f"datasets {env_id}", disable=not kw.get("progress", True)):
-        out[level] = make_dataset(env_id, level, **kw).spec.dataset_id
+    for level in levels:
+        dataset_id = dataset_id_for(env_id, level)
+        if dataset_id in minari.list_local_datasets():
+            if progress:
+                print(f"dataset {dataset_id}: in the Minari store already", flush=True)
+            out[level] = dataset_id
+            continue
+        with announce_first_use(dataset_id) if progress else contextlib.nullcontext():
+            out[level] = make_dataset(env_id, level, **kw).spec.dataset_id
     return out
 
 

@@ -83,8 +83,10 @@ from sftlib.layout import (
     PARAMS_FILE,
     SUMMARY,
 )
+from sftlib.sweeps.cost import CostEstimate, format_duration, hours_label
 from sftlib.sweeps.plan import Run, RunKind, plan
 from sftlib.sweeps.runlock import RunLocked, run_lock
+from sftlib.sweeps.status import log_line, record_actual, write_sweep_file
 from sftlib.sweeps.study import StudyParams
 from sftlib.utils import atomic_write_text
 
@@ -135,6 +137,10 @@ class SweepReport:
 
     study: str
     results: list[RunResult] = field(default_factory=list)
+    estimate: CostEstimate | None = None
+    """The cost estimated before the sweep started (``None``: not estimated)."""
+    wall_seconds: float = 0.0
+    """Wall time of the sweep, dataset phase included."""
 
     def by_status(self, status: Status) -> list[RunResult]:
         return [r for r in self.results if r.status == status]
@@ -177,7 +183,24 @@ class SweepReport:
                 if r.notebook:
                     lines.append(f"    notebook: {r.notebook}")
                 lines.append(f"    error:    {r.error}")
+        if self.estimate is not None and self.done:
+            lines.append(self.estimate_against_actual())
         return "\n".join(lines)
+
+    def estimate_against_actual(self) -> str:
+        """The estimated cost of the runs executed now against what they took."""
+        estimate = self.estimate
+        assert estimate is not None
+        seconds = {run.name: run.seconds for run in estimate.runs}
+        estimated = sum(seconds.get(r.name, 0.0) for r in self.done)
+        actual = sum(r.seconds for r in self.done)
+        hours = hours_label(estimate.device)
+        return (
+            f"cost of the {len(self.done)} runs executed: estimated {estimated / 3600:.2f} "
+            f"{hours}, actual {actual / 3600:.2f} ({actual / max(estimated, 1e-9):.2f}x); wall "
+            f"time estimated {format_duration(estimate.wall_seconds)} with "
+            f"{estimate.workers} worker(s), actual {format_duration(self.wall_seconds)}"
+        )
 
 
 def _result(
@@ -221,7 +244,7 @@ def execute_run(run: Run, upstream: RunResult | None = None) -> RunResult:
     with open(run.out_dir / LOG_FILE, "a", buffering=1) as logf:
 
         def log(msg: str) -> None:
-            logf.write(f"[sweep {time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n")
+            logf.write(log_line(msg))
 
         try:
             with contextlib.ExitStack() as locks:
@@ -321,6 +344,16 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_workers(scheduler: str | None, n_workers: int | None) -> int | None:
+    """The workers a sweep runs on: ``n_workers`` when given, one for ``inprocess``, one per
+    core for a ``LocalCluster``; ``None`` for an existing cluster (not asked)."""
+    if n_workers:
+        return n_workers
+    if scheduler == "inprocess":
+        return 1
+    return _cores() if scheduler in (None, "local") else None
+
+
 @contextlib.contextmanager
 def _dask_client(
     scheduler: str | None, n_workers: int | None, cluster_kwargs: dict[str, Any] | None
@@ -361,6 +394,7 @@ def run_sweep(
     cluster_kwargs: dict[str, Any] | None = None,
     seeds_per_process: int = 0,
     pretrain_only: bool = False,
+    estimate: CostEstimate | None = None,
 ) -> SweepReport:
     """Run every incomplete run of the study; see the module docstring for the rules.
 
@@ -373,6 +407,10 @@ def run_sweep(
     called instead (``dataset_id -> anything``), ``False`` skips the dataset phase.
     ``cluster_kwargs`` override the ``LocalCluster`` arguments. ``show`` prints one line per
     finished run and the summary table at the end.
+
+    When the runs start, ``<results>/<study>/sweep.json`` records them, the workers and
+    ``estimate`` (:mod:`sftlib.sweeps.cost`), for ``sft status``; when they end it gains
+    what they took, and the summary compares that with the estimate.
     """
     _check_scheduler(scheduler)
     runs = plan(study_params, results_root, pretrain_notebook, finetune_notebook, seeds_per_process)
@@ -381,6 +419,9 @@ def run_sweep(
     for nb in {r.notebook for r in runs if not r.complete}:
         if not nb.exists():
             raise FileNotFoundError(f"notebook {nb} does not exist (pass its path explicitly)")
+    started = time.time()
+    workers = default_workers(scheduler, n_workers)
+    sweep_file = write_sweep_file(study_params, runs, results_root, workers, estimate)
     results: dict[str, RunResult] = {}
     todo: list[Run] = []
     for r in runs:
@@ -426,7 +467,10 @@ def run_sweep(
                 _run_dask(client, runnable, record)
     finally:
         bar.close()
-    report = SweepReport(study_params.study, [results[r.name] for r in runs])
+    report = SweepReport(
+        study_params.study, [results[r.name] for r in runs], estimate, time.time() - started
+    )
+    record_actual(sweep_file, report.wall_seconds, {r.name: r.seconds for r in report.done})
     if show:
         print(report.table())
     return report

@@ -8,6 +8,8 @@ Run directory (``out_dir``), one per seed:
   ``success_rate`` (percent) for tasks that define success;
 - ``train.csv``: mean training losses between evaluations;
 - ``checkpoint.pt``: the resumable state while training runs (removed at the end);
+- ``tensorboard/`` or ``wandb/`` with ``logger`` set: every evaluation and the training
+  losses as they happen (:mod:`sftlib.training.live`);
 - ``summary.json``: written last; the run is complete iff it exists.
 
 A seed trained in a batch writes exactly the files it would write alone, with the same
@@ -35,7 +37,15 @@ from sftlib.data.buffer import Normalizer, ReplayBuffer
 from sftlib.data.datasets import DatasetInfo, dataset_info, load_dataset, transitions
 from sftlib.data.goals import success_rate
 from sftlib.data.rollouts import evaluate_seeds
-from sftlib.layout import AGENT, EVAL_CSV, PRETRAIN_EVAL_COLUMNS, STATE, SUMMARY, TRAIN_CSV
+from sftlib.layout import (
+    AGENT,
+    EVAL_CSV,
+    PRETRAIN_DIRNAME,
+    PRETRAIN_EVAL_COLUMNS,
+    STATE,
+    SUMMARY,
+    TRAIN_CSV,
+)
 from sftlib.training.checkpoint import (
     AGENT_FORMAT,
     check_checkpoint_config,
@@ -44,6 +54,7 @@ from sftlib.training.checkpoint import (
     load_checkpoint,
     write_csv,
 )
+from sftlib.training.live import RunLogger, make_logger, run_tags
 from sftlib.utils import (
     MetricSums,
     atomic_torch_save,
@@ -148,25 +159,7 @@ def _train(
     """Train the seeds of ``configs`` together from the step their checkpoints hold."""
     config = configs[0]
     set_threads(config.threads)
-    device = resolve_device(config.device)
-    normalizer = Normalizer.fit(buffer.obs[: buffer.size])
-    rngs, agents = [], []
-    for seed_config in configs:  # each seed's weights come from its own seed, as alone
-        rngs.append(seed_everything(seed_config.seed))
-        agents.append(
-            make_agent(
-                config.algo,
-                info.obs_dim,
-                info.act_dim,
-                seed_config.agent_config(),
-                normalizer=normalizer,
-                device=device,
-            )
-        )
-    agent = stack_agents(agents)
-    if compile_update(config.torch_compile, agent.compile_wins, config.offline_steps):
-        agent.compile_update()
-    compiled = agent.compiled
+    agent, rngs = _stacked_agent(configs, info, Normalizer.fit(buffer.obs[: buffer.size]))
     start = 0
     evals: list[list[dict]] = [[] for _ in configs]
     train_rows: list[list[dict]] = [[] for _ in configs]
@@ -181,8 +174,10 @@ def _train(
 
     clock_start = time.perf_counter() - elapsed
     sums = MetricSums()
-    if start == 0:
-        _record_evals(evals, agent, info, configs, 0)
+    loggers = [
+        make_logger(c.logger, out, run_tags(out, c.dataset_id, c.algo, PRETRAIN_DIRNAME, c.seed))
+        for c, out in zip(configs, dirs, strict=True)
+    ]
     seeds = ",".join(str(c.seed) for c in configs)
     bar = tqdm(
         range(start + 1, config.offline_steps + 1),
@@ -191,32 +186,41 @@ def _train(
         initial=start,
         total=config.offline_steps,
     )
-    for step in bar:
-        sums.add(agent.update(buffer.sample_per_seed(config.batch_size, rngs), online=False))
-        if step % config.eval_every == 0 or step == config.offline_steps:
-            _record_evals(evals, agent, info, configs, step)
-            for rows, means in zip(train_rows, sums.per_seed_means(), strict=True):
-                rows.append({"step": step, **means})
-            bar.set_postfix(score=f"{np.mean([e[-1]['score'] for e in evals]):.1f}")
-        if step % config.checkpoint_every == 0 and step < config.offline_steps and not sums:
-            # Only at evaluation boundaries, so the running loss means restart empty.
-            elapsed = time.perf_counter() - clock_start
-            agent_state = agent.state_dict()
-            for index, (seed_config, out) in enumerate(zip(configs, dirs, strict=True)):
-                atomic_torch_save(
-                    out / STATE,
-                    {
-                        "agent": seed_state(agent_state, index),
-                        "generator": rngs[index].bit_generator.state,
-                        "step": step,
-                        "evals": evals[index],
-                        "train": train_rows[index],
-                        "elapsed": elapsed,
-                        "config": comparable_config(seed_config),
-                        "format": AGENT_FORMAT,
-                    },
-                )
+    try:
+        if start == 0:
+            _record_evals(evals, agent, info, configs, 0)
+            _log(loggers, evals, train_rows, 0)
+        for step in bar:
+            sums.add(agent.update(buffer.sample_per_seed(config.batch_size, rngs), online=False))
+            if step % config.eval_every == 0 or step == config.offline_steps:
+                _record_evals(evals, agent, info, configs, step)
+                for rows, means in zip(train_rows, sums.per_seed_means(), strict=True):
+                    rows.append({"step": step, **means})
+                _log(loggers, evals, train_rows, step)
+                bar.set_postfix(score=f"{np.mean([e[-1]['score'] for e in evals]):.1f}")
+            if step % config.checkpoint_every == 0 and step < config.offline_steps and not sums:
+                # Only at evaluation boundaries, so the running loss means restart empty.
+                elapsed = time.perf_counter() - clock_start
+                agent_state = agent.state_dict()
+                for index, (seed_config, out) in enumerate(zip(configs, dirs, strict=True)):
+                    atomic_torch_save(
+                        out / STATE,
+                        {
+                            "agent": seed_state(agent_state, index),
+                            "generator": rngs[index].bit_generator.state,
+                            "step": step,
+                            "evals": evals[index],
+                            "train": train_rows[index],
+                            "elapsed": elapsed,
+                            "config": comparable_config(seed_config),
+                            "format": AGENT_FORMAT,
+                        },
+                    )
+    finally:
+        for logger in loggers:
+            logger.close()
     wall = time.perf_counter() - clock_start
+    execution = {"wall_time_s": wall, "seeds_in_process": len(configs), "compiled": agent.compiled}
     return [
         _write_run(
             seed_config,
@@ -225,10 +229,48 @@ def _train(
             info,
             evals[index],
             train_rows[index],
-            {"wall_time_s": wall, "seeds_in_process": len(configs), "compiled": compiled},
+            execution,
         )
         for index, (seed_config, out) in enumerate(zip(configs, dirs, strict=True))
     ]
+
+
+def _stacked_agent(
+    configs: list[PretrainConfig], info: DatasetInfo, normalizer: Normalizer
+) -> tuple[Agent, list[np.random.Generator]]:
+    """One stacked agent for the seeds of ``configs`` (compiled when ``torch_compile`` says
+    so) and each seed's generator; each seed's weights come from its own seed, as alone."""
+    config = configs[0]
+    device = resolve_device(config.device)
+    rngs, agents = [], []
+    for seed_config in configs:
+        rngs.append(seed_everything(seed_config.seed))
+        agents.append(
+            make_agent(
+                config.algo,
+                info.obs_dim,
+                info.act_dim,
+                seed_config.agent_config(),
+                normalizer=normalizer,
+                device=device,
+            )
+        )
+    agent = stack_agents(agents)
+    if compile_update(config.torch_compile, agent.compile_wins, config.offline_steps):
+        agent.compile_update()
+    return agent, rngs
+
+
+def _log(
+    loggers: list[RunLogger], evals: list[list[dict]], train_rows: list[list[dict]], step: int
+) -> None:
+    """Each seed's evaluation at ``step`` (``eval/score``, ``eval/return``, ...) and its mean
+    training losses since the last evaluation (``train/<loss>``), to its live logger."""
+    for logger, seed_evals, seed_train in zip(loggers, evals, train_rows, strict=True):
+        values = {f"eval/{k}": v for k, v in seed_evals[-1].items() if k != "step"}
+        if seed_train and seed_train[-1]["step"] == step:
+            values.update({f"train/{k}": v for k, v in seed_train[-1].items() if k != "step"})
+        logger.scalars(step, values)
 
 
 def _record_evals(
