@@ -92,10 +92,15 @@ def test_direct_equals_plain_base_algorithm_finetuning(
     ft = FineTuner(finetune_config(p), tmp_path)
     res = run_side_by_side([ft], [None], [torch.get_rng_state()], progress=False)[0]
     agent, score = plain_finetune(pretrained_dirs[algo], 300, 3, 0.5, 2, online_data)
-    assert res.curve["executed_score"].iloc[-1] == score
-    for k, m in agent.modules().items():  # the same weights, to the bit
+    for k, m in agent.modules().items():  # the same updates ran: the same weights, to the bit
         for a, b in zip(m.parameters(), ft.learner.modules()[k].parameters(), strict=True):
             assert torch.equal(a, b)
+    # The same weights evaluated by the same function score the same, exactly. The run's score
+    # is taken from summary.json, which holds its float as written; not from eval.csv as pandas
+    # reads it back: pandas' default CSV float parser is not correctly rounded and returns the
+    # neighbouring float for some values (one ulp: -30.58941742718409 for -30.589417427184095),
+    # so whether that comparison held depended on each machine's scores.
+    assert res.summary["score_final"] == score
 
 
 def _files(d: Path) -> dict[str, bytes]:
