@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -103,6 +104,15 @@ def test_events_are_markers_on_the_step_axis_and_text(tmp_path):
     assert switch.tensor_proto.string_val[0].decode() == "step 250: learner stable for 3 checks"
 
 
+def written(path: Path, expected: bytes) -> bytes:
+    """The bytes of W&B's run file once they hold ``expected``: its service process may still
+    be writing them for a moment after ``finish()`` returns (10 s at most)."""
+    deadline = time.time() + 10
+    while expected not in (data := path.read_bytes()) and time.time() < deadline:
+        time.sleep(0.05)
+    return data
+
+
 def test_wandb_logs_offline_with_no_network(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -117,14 +127,14 @@ def test_wandb_logs_offline_with_no_network(tmp_path, monkeypatch):
     second.close()
     (run,) = (tmp_path / "a" / "wandb").glob("offline-run-*")
     (records,) = run.glob("run-*.wandb")
-    data = records.read_bytes()  # the SDK ships no reader: the keys and values are in it
+    data = written(records, b"events/table")  # the SDK ships no reader: the keys are in it
     for expected in (b"eval/executed_score", b"global_step", b"2.75", b"events/switch"):
         assert expected in data
     assert b"seed=0" in data and b"seed=1" not in data
     (table,) = run.glob("files/media/table/events/*.table.json")
     assert json.loads(table.read_text())["data"] == [[300, "switch", "learner stable"]]
     (other,) = (tmp_path / "b" / "wandb").glob("offline-run-*/run-*.wandb")
-    assert b"8.25" in other.read_bytes() and b"seed=1" in other.read_bytes()
+    assert b"seed=1" in written(other, b"8.25")
 
 
 def test_no_logger_imports_nothing_heavy(tmp_path):
