@@ -19,6 +19,7 @@ from sftlib.data.datasets import validate_dataset_id
 from sftlib.data.goals import check_reward_convention
 from sftlib.layout import interactive_run_dir
 from sftlib.typecheck import Range, check_field_types
+from sftlib.variants import SFT_CONTROLS, VARIANTS, Variant
 
 OPE_ESTIMATORS = ("q", "mc", "fqe", "cpe")
 REFERENCE_ONLINE_DATA = {"iql": "append", "td3bc": "append", "calql": "mix"}
@@ -31,48 +32,6 @@ SELECTIONS = ("argmax", "softmax", "lcb")
 
 LOGGERS = ("none", "tensorboard", "wandb")
 """Choices of the field ``logger``: live curves while a run trains (:mod:`sftlib.training.live`)."""
-
-CONTROLS = ("learner", "expansion", "state")
-"""Who acts (:mod:`sftlib.sft.control`): the learner alone, policy expansion, or SFT's
-per-state selection with switch, evaluation and reset."""
-
-
-@dataclass(frozen=True)
-class Variant:
-    """What a named variant switches on. See the variants table of the SFT spec."""
-
-    control: str
-    """Who acts, one of :data:`CONTROLS`."""
-    switch: bool
-    """The anchor's critic selects until the learner is stable (False: the learner's always)."""
-    reset: bool
-    """Periodic reset of the learner (and anchor update)."""
-    ope: str | None
-    """Estimator of the comprehensive evaluation forced by the variant (None: ``ope``)."""
-    selection: str | None = None
-    """Selection rule forced by the variant (None: ``selection``)."""
-    baseline: bool = False
-    """A baseline SFT is compared against (figures and statistics)."""
-
-    def __post_init__(self) -> None:
-        if self.control not in CONTROLS:
-            raise ValueError(f"control must be one of {list(CONTROLS)}, got {self.control!r}")
-
-
-VARIANTS: dict[str, Variant] = {
-    "direct": Variant("learner", switch=False, reset=False, ope=None, baseline=True),
-    "pex": Variant(
-        "expansion", switch=False, reset=False, ope=None, selection="softmax", baseline=True
-    ),
-    "sft": Variant("state", switch=True, reset=True, ope="cpe"),
-    "sft-noswitch": Variant("state", switch=False, reset=True, ope="cpe"),
-    "sft-q": Variant("state", switch=True, reset=True, ope="q"),
-    "sft-mc": Variant("state", switch=True, reset=True, ope="mc"),
-    "sft-fqe": Variant("state", switch=True, reset=True, ope="fqe"),
-    "sft-noreset": Variant("state", switch=True, reset=False, ope="cpe"),
-}
-"""Every variant a sweep can name: the one table the other lists of variants derive from or
-are checked against (tests/test_architecture.py)."""
 
 
 def _choice(name: str, value: Any, allowed: tuple | list) -> None:
@@ -237,6 +196,26 @@ class SFTConfig:
     """What a reset re-initialises: ``last`` layers, ``full`` networks, or ``offline`` weights."""
     shrink_alpha: float = 0.8
     """Shrink-and-perturb: ``theta <- alpha * theta + (1 - alpha) * theta_reset``; 0 = hard reset."""
+    control: str = "state"
+    """Who acts under SFT: ``state`` (per-state selection between anchor and learner actions,
+    the selector critic switching when the learner is stable) or ``episode`` (one policy drives
+    each training episode; the learner is promoted to executed policy when its Monte-Carlo
+    returns beat the anchor's with a confidence bound, demoted when they fall below)."""
+    promote_k: float = 1.0
+    """``episode``: width of the confidence bound on the difference of mean episode returns
+    (learner minus anchor), in standard errors; promotion needs the lower bound above
+    ``margin |mean_A|``, demotion the upper bound below ``-margin |mean_A|``."""
+    promote_min_episodes: int = 3
+    """``episode``: episodes each policy must have driven before a promotion or demotion."""
+    mc_promote: bool = False
+    """``state``: Monte-Carlo evidence promotes as well as vetoes: a switch or an anchor update
+    also happens when the executed episodes show the learner better
+    (``J_mc(L) > J_mc(A) + margin |J_mc(A)|`` with at least ``mc_min_share`` of the steps), and
+    critic or FQE estimates outside the range of discounted returns observed so far are not
+    used to decide."""
+    warmup_steps: int = 5_000
+    """``warmup``: steps the frozen offline policy collects before the learner's first update
+    (WSRL's reference value)."""
 
     RANGES: ClassVar[dict[str, Range]] = {
         "lcb_k": NON_NEGATIVE,
@@ -257,6 +236,9 @@ class SFTConfig:
         "reset_every": POSITIVE,
         "reset_start": NON_NEGATIVE,
         "shrink_alpha": Range(low=0, high=1, high_open=True),  # 1 would never reset
+        "promote_k": NON_NEGATIVE,
+        "promote_min_episodes": POSITIVE,
+        "warmup_steps": NON_NEGATIVE,
     }
     """The allowed values of every numeric field (checked, with the types, on construction)."""
 
@@ -266,15 +248,18 @@ class SFTConfig:
         _choice("selection", self.selection, SELECTIONS)
         _choice("ope", self.ope, OPE_ESTIMATORS)
         _choice("reset_scope", self.reset_scope, RESET_SCOPES)
+        _choice("control", self.control, SFT_CONTROLS)
 
     @property
     def spec(self) -> Variant:
         return VARIANTS[self.variant]
 
     @property
-    def control(self) -> str:
-        """Who acts: the variant's control (:data:`CONTROLS`)."""
-        return self.spec.control
+    def acting(self) -> str:
+        """Who acts (:data:`CONTROLS`): the variant's control, or for SFT's variants the field
+        ``control``."""
+        control = self.spec.control
+        return self.control if control == "sft" else control
 
     @property
     def estimator(self) -> str:
@@ -360,7 +345,10 @@ class FinetuneConfig:
         _choice("logger", self.logger, LOGGERS)
 
     def online_data_for(self, algo: str) -> str:
-        """The online-data rule used for base algorithm ``algo`` (``auto`` resolved)."""
+        """The online-data rule used for base algorithm ``algo``: the variant's (``warmup``
+        keeps no offline data), else ``online_data`` with ``auto`` resolved."""
+        if self.sft.spec.online_data is not None:
+            return self.sft.spec.online_data
         if self.online_data != "auto":
             return self.online_data
         return REFERENCE_ONLINE_DATA.get(algo, "mix")

@@ -35,6 +35,7 @@ EVAL_CSV = "eval.csv"
 EVENTS_CSV = "events.csv"
 CHECKS_CSV = "checks.csv"
 TRAIN_CSV = "train.csv"
+EPISODES_CSV = "episodes.csv"
 PARAMS_FILE = "params.yaml"
 """What the sweep injected into the run's notebook (every config field, plus ``out_dir``)."""
 LOG_FILE = "run.log"
@@ -70,6 +71,12 @@ SUCCESS_COLUMNS = ["executed_success", "learner_success"]
 """Further fine-tuning ``eval.csv`` columns of tasks that define success: success rates in
 percent of the executed policy and of the learner."""
 EVENT_COLUMNS = ["step", "event", "detail"]
+ANCHOR_COLUMNS = ["anchor_score", "anchor_return"]
+"""Columns of ``eval.csv`` for variants with an anchor: the frozen anchor alone."""
+EPISODE_COLUMNS = [
+    "start_step", "length", "return", "normalized_return", "share_anchor", "share_learner",
+]  # fmt: skip
+"""Columns of ``episodes.csv``: one row per finished training episode (raw return)."""
 EVENT_TYPES = ("switch", "reset", "anchor_update", "mc_veto")
 CHECK_COLUMNS = ["step", "drift", "calm", "j_anchor", "j_learner", "verdict"]
 """Fine-tuning ``checks.csv``: one row per stability check."""

@@ -18,7 +18,7 @@ LAYERS = [
     ("sftlib.utils", "sftlib.typecheck", "sftlib.layout"),
     ("sftlib.data",),
     ("sftlib.agents",),
-    ("sftlib.config",),
+    ("sftlib.config", "sftlib.variants"),
     ("sftlib.sft", "sftlib.factory", "sftlib.analysis"),
     ("sftlib.training",),
     ("sftlib.sweeps",),

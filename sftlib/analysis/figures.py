@@ -39,6 +39,7 @@ VARIANT_COLORS: dict[str, tuple[float, float, float]] = {
     "sft-noreset": _PALETTE[3],
     "pex": _PALETTE[5],
     "direct": _PALETTE[7],
+    "warmup": _PALETTE[8],
 }
 """Colour-blind-safe colour of each variant, the same in every figure."""
 

@@ -51,6 +51,7 @@ VARIANT_ORDER = (
     "sft-fqe",
     "sft-noreset",
     "pex",
+    "warmup",
     "direct",
 )
 """Display order of the variants of the SFT spec (full method first, baselines last)."""

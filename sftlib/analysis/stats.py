@@ -31,7 +31,7 @@ from rliable import metrics as rly_metrics
 
 from sftlib.analysis.results import VARIANT_ORDER
 
-BASELINES = ("direct", "pex")
+BASELINES = ("direct", "pex", "warmup")
 """Variants that are baselines rather than SFT ablations."""
 
 SCORE_METRICS = ("score_offline", "score_final", "score_max", "auc")

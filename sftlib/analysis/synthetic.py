@@ -42,6 +42,7 @@ DEFAULT_VARIANTS = VARIANT_ORDER
 _PROFILES: dict[str, tuple[float, float, float, bool, bool, float]] = {
     "direct": (1.0, 1.0, 1.0, False, False, 0.0),
     "pex": (0.6, 0.95, 1.0, False, False, 0.0),
+    "warmup": (0.7, 1.0, 1.0, False, False, 0.0),
     "sft": (0.15, 1.1, 0.05, True, True, 0.15),
     "sft-noswitch": (0.5, 1.0, 0.35, False, True, 0.0),
     "sft-q": (0.35, 1.0, 0.1, True, True, 0.12),

@@ -18,12 +18,13 @@ FIELDS = ("obs", "actions", "rewards", "next_obs", "terminals")
 COLUMNS = (*FIELDS, "returns_to_go")
 """The columns of a buffer row: the fields and the discounted Monte-Carlo return-to-go of the
 transition in its episode (what Cal-QL calibrates with; 0 until filled)."""
-ONLINE_DATA = ("mix", "append")
+ONLINE_DATA = ("mix", "append", "online")
 """How online transitions enter the learner's batches: ``mix`` draws a fixed share
 ``offline_ratio`` from the offline data and the rest from the online buffer (RLPD, Cal-QL);
 ``append`` draws uniformly from the offline data with the online data appended, so the
 online share grows with the online buffer (the natural ratio of the IQL and CORL
-fine-tuning code)."""
+fine-tuning code); ``online`` draws from the online buffer alone, keeping no offline data
+(WSRL)."""
 
 
 @dataclass
@@ -264,6 +265,8 @@ def sample_online_data(
         return sample_mixed(offline, online, batch_size, offline_ratio, rng)
     if online_data == "append":
         return sample_appended(offline, online, batch_size, rng)
+    if online_data == "online":
+        return online.sample(batch_size, rng)
     raise ValueError(f"online_data must be one of {list(ONLINE_DATA)}, got {online_data!r}")
 
 

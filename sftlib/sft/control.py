@@ -89,6 +89,11 @@ class Control:
         """The policy whose evaluation is the executed score; ``None``: the learner's."""
         return None
 
+    def anchor_agent(self) -> Agent | None:
+        """The frozen anchor, evaluated alone to judge the control's decisions (``None``:
+        the variant has none)."""
+        return getattr(self, "anchor", None)
+
     def fqe_critics(self) -> dict[str, FQE]:
         """FQE critics by policy name, trained by the loop (none by default)."""
         return {}
@@ -101,6 +106,10 @@ class Control:
         """Whether the FQE critics take a gradient step at ``step``."""
         return False
 
+    def learns_at(self, step: int) -> bool:
+        """Whether the learner takes its gradient updates at ``step`` (every step by default)."""
+        return True
+
     def review(self, step: int, episode_start: np.ndarray, journal: Journal) -> None:
         """After the updates of step ``step``: checks, switches, resets, as scheduled.
         ``episode_start`` is the running episode's first observation."""
@@ -109,7 +118,9 @@ class Control:
         """The control's metrics for the training log at an evaluation."""
         return {"sft/stable": 0.0}
 
-    def episode_ended(self, start: np.ndarray, rewards: list[float], actors: list[str]) -> None:
+    def episode_ended(
+        self, start: np.ndarray, rewards: list[float], actors: list[str], journal: Journal
+    ) -> None:
         """A training episode ended: its first observation, rewards and acting policies."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -133,6 +144,53 @@ class LearnerAlone(Control):
         """One call of the stacked policy for every seed (each seed's noise is its own)."""
         actions = stack.act_per_seed(np.stack(obs), deterministic=False)
         return [(action, "learner") for action in actions]
+
+
+class Warmup(LearnerAlone):
+    """``warmup`` (WSRL, Zhou et al.): the frozen offline policy collects the first
+    ``warmup_steps`` with no update, then the learner fine-tunes (on online data alone: the
+    variant's ``online_data``). Until the first update the learner is the offline policy, so
+    it acts throughout; the warm-up's steps are labelled ``anchor`` (the frozen policy)."""
+
+    def __init__(self, learner: Agent, warmup_steps: int) -> None:
+        super().__init__(learner)
+        self.warmup_steps = warmup_steps
+        self.reviewed = 0
+        """The last step whose updates are done (:meth:`review`)."""
+
+    @classmethod
+    def for_run(cls, learner: Agent, run: RunParts) -> Warmup:
+        return cls(learner, run.config.sft.warmup_steps)
+
+    @property
+    def warming_up(self) -> bool:
+        """Whether the step being taken is one of the warm-up's."""
+        return self.reviewed < self.warmup_steps
+
+    def act(self, obs: np.ndarray, deterministic: bool) -> tuple[np.ndarray, str]:
+        action, _ = super().act(obs, deterministic)
+        return action, "anchor" if self.warming_up else "learner"
+
+    @classmethod
+    def act_side_by_side(cls, controls, stack, obs, own) -> list[tuple[np.ndarray, str]]:
+        actor = "anchor" if controls[0].warming_up else "learner"
+        return [
+            (action, actor) for action, _ in super().act_side_by_side(controls, stack, obs, own)
+        ]
+
+    def learns_at(self, step: int) -> bool:
+        return step > self.warmup_steps
+
+    def review(self, step: int, episode_start: np.ndarray, journal: Journal) -> None:
+        if step == self.warmup_steps:
+            journal.add_event("warmup_end", f"{step} steps by the offline policy")
+        self.reviewed = step
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"reviewed": self.reviewed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.reviewed = state["reviewed"]
 
 
 class PolicyExpansion(Control):

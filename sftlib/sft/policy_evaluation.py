@@ -72,21 +72,32 @@ class Estimates:
     mc: dict[str, float | None] = field(default_factory=dict)
     mc_acting: float | None = None
     exec_share: dict[str, float] = field(default_factory=dict)
+    observed: tuple[float, float] | None = None
+    """When set, the range of discounted returns observed so far: critic and FQE values
+    outside it are not used (``mc_promote``)."""
+
+    def inside(self, values: np.ndarray) -> np.ndarray:
+        """Which of ``values`` lie in the observed range (all when none is set)."""
+        if self.observed is None:
+            return np.ones(len(values), dtype=bool)
+        low, high = self.observed
+        return (values >= low) & (values <= high)
 
     def combine(self, estimator: str, kappa: float) -> dict[str, float]:
         """``J(pi)`` per policy. ``q``/``fqe``: pessimistic over their members; ``mc``: the
         Monte-Carlo estimate (``-inf`` where none); ``cpe``: bias-corrected ``q`` and
-        ``fqe`` values plus ``mc``, aggregated pessimistically."""
+        ``fqe`` values plus ``mc``, aggregated pessimistically. Values outside the observed
+        range (:attr:`observed`) are left out; a policy left with none gets ``-inf``."""
         out: dict[str, float] = {}
         for p in self.q:
             if estimator == "q":
-                out[p] = pessimistic(self.q[p], kappa)
+                out[p] = _pessimistic_or_none(self.q[p][self.inside(self.q[p])], kappa)
             elif estimator == "fqe":
-                out[p] = pessimistic(self.fqe[p], kappa)
+                out[p] = _pessimistic_or_none(self.fqe[p][self.inside(self.fqe[p])], kappa)
             elif estimator == "mc":
                 out[p] = -np.inf if self.mc.get(p) is None else float(self.mc[p])
             elif estimator == "cpe":
-                out[p] = pessimistic(self._cpe_values()[p], kappa)
+                out[p] = _pessimistic_or_none(self._cpe_values()[p], kappa)
             else:
                 raise ValueError(f"unknown estimator {estimator!r}")
         return out
@@ -99,7 +110,9 @@ class Estimates:
                 fqe = bias_correct(fqe, self.exec_share, self.mc_acting)
         out = {}
         for p in self.q:
-            parts = [q[p]] + ([fqe[p]] if fqe else [])
+            parts = [q[p][self.inside(self.q[p])]]
+            if fqe:
+                parts.append(fqe[p][self.inside(self.fqe[p])])
             if self.mc.get(p) is not None:
                 parts.append(np.array([self.mc[p]]))
             out[p] = np.concatenate(parts)
@@ -116,6 +129,10 @@ class Estimates:
         return m
 
 
+def _pessimistic_or_none(values: np.ndarray, kappa: float) -> float:
+    return pessimistic(values, kappa) if len(values) else -np.inf
+
+
 class ComprehensiveEvaluator:
     """Keeps the recent online episodes and computes every estimator of ``J(pi)``.
 
@@ -125,11 +142,15 @@ class ComprehensiveEvaluator:
     def __init__(self, window: int, discount: float) -> None:
         self.episodes: deque[FinishedEpisode] = deque(maxlen=window)
         self.discount = discount
+        self.observed: tuple[float, float] | None = None
+        """The range of the discounted returns of every episode seen (kept across resets)."""
 
     def add_episode(self, start_obs: np.ndarray, rewards: list[float], executed: list[str]) -> None:
         g = float(np.sum(np.asarray(rewards) * self.discount ** np.arange(len(rewards))))
         steps = {p: executed.count(p) for p in POLICIES}
         self.episodes.append(FinishedEpisode(np.asarray(start_obs, np.float32), g, steps))
+        low, high = self.observed or (g, g)
+        self.observed = (min(low, g), max(high, g))
 
     def start_states(self, current_start: np.ndarray) -> torch.Tensor:
         """Start states of the recent episodes and of the running one, ``[S, obs_dim]``."""
@@ -143,7 +164,10 @@ class ComprehensiveEvaluator:
         critics: list[Agent],
         current_start: np.ndarray,
         fqe: dict[str, FQE] | None = None,
+        within_observed: bool = False,
     ) -> Estimates:
+        """Every estimate for ``policies``; with ``within_observed``, critic and FQE values
+        outside the range of returns observed so far are left out of the decisions."""
         s0 = self.start_states(current_start)
         q, f = {}, {}
         for name, pi in policies.items():
@@ -152,7 +176,7 @@ class ComprehensiveEvaluator:
             q[name] = torch.cat([c.q_values(s0, a0).mean(1) for c in critics]).cpu().numpy()
             if fqe:
                 f[name] = fqe[name].values(s0, a0).mean(1).cpu().numpy()
-        est = Estimates(q=q, fqe=f)
+        est = Estimates(q=q, fqe=f, observed=self.observed if within_observed else None)
         if self.episodes:
             returns = np.array([e.discounted_return for e in self.episodes])
             totals = np.array([sum(e.steps.values()) for e in self.episodes], np.float64)
@@ -167,11 +191,12 @@ class ComprehensiveEvaluator:
         return est
 
     def state_dict(self) -> dict:
-        return {"episodes": list(self.episodes)}
+        return {"episodes": list(self.episodes), "observed": self.observed}
 
     def load_state_dict(self, s: dict) -> None:
         self.episodes.clear()
         self.episodes.extend(s["episodes"])
+        self.observed = s["observed"]
 
 
 def mc_vetoes(
@@ -192,3 +217,18 @@ def mc_vetoes(
     if mc_anchor is None:
         return False
     return mc_learner < mc_anchor - margin * abs(mc_anchor)
+
+
+def mc_promotes(
+    mc_learner: float | None,
+    mc_anchor: float | None,
+    margin: float,
+    learner_share: float,
+    min_share: float,
+) -> bool:
+    """Monte-Carlo promotion: the executed episodes show the learner clearly better,
+    ``mc_learner > mc_anchor + margin * |mc_anchor|``, with the learner executing at least
+    ``min_share`` of the recent steps (``learner_share``) and both estimates present."""
+    if mc_learner is None or mc_anchor is None or learner_share < min_share:
+        return False
+    return mc_learner > mc_anchor + margin * abs(mc_anchor)

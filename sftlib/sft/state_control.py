@@ -21,7 +21,13 @@ from sftlib.config import SFTConfig
 from sftlib.data.buffer import ReplayBuffer
 from sftlib.sft.control import Journal, PolicyExpansion, RunParts
 from sftlib.sft.fqe import FQE, fqe_critics
-from sftlib.sft.policy_evaluation import POLICIES, ComprehensiveEvaluator, Estimates, mc_vetoes
+from sftlib.sft.policy_evaluation import (
+    POLICIES,
+    ComprehensiveEvaluator,
+    Estimates,
+    mc_promotes,
+    mc_vetoes,
+)
 from sftlib.sft.reset import improves, reset_due
 from sftlib.sft.selection import action_spread, in_support
 from sftlib.sft.switch import Switch, passes
@@ -115,8 +121,9 @@ class StateSelection(PolicyExpansion):
     def evaluate_policies(self, current_start: np.ndarray) -> tuple[dict[str, float], Estimates]:
         """The comprehensive evaluation of anchor and learner: ``(J per policy, Estimates)``."""
         estimates = self.evaluator.estimate(
-            self.policies, [self.anchor, self.learner], current_start, self.fqe or None
-        )
+            self.policies, [self.anchor, self.learner], current_start, self.fqe or None,
+            within_observed=self.config.mc_promote,
+        )  # fmt: skip
         return estimates.combine(self.config.estimator, self.config.kappa), estimates
 
     def vetoed(self, estimates: Estimates) -> bool:
@@ -125,6 +132,19 @@ class StateSelection(PolicyExpansion):
             return False
         mc = estimates.mc
         return mc_vetoes(
+            mc.get("learner"),
+            mc.get("anchor"),
+            self.config.margin,
+            estimates.exec_share.get("learner", 0.0),
+            self.config.mc_min_share,
+        )
+
+    def mc_favours(self, estimates: Estimates) -> bool:
+        """Whether Monte-Carlo evidence promotes the learner (``mc_promote``)."""
+        if not self.config.mc_promote:
+            return False
+        mc = estimates.mc
+        return mc_promotes(
             mc.get("learner"),
             mc.get("anchor"),
             self.config.margin,
@@ -156,9 +176,10 @@ class StateSelection(PolicyExpansion):
 
         def judge() -> tuple[str, float, float]:
             values, estimates = self.evaluate_policies(episode_start)
-            if not passes(values["learner"], values["anchor"], self.config.margin):
+            evidence = self.mc_favours(estimates)
+            if not (evidence or passes(values["learner"], values["anchor"], self.config.margin)):
                 verdict = "worse"
-            elif self.vetoed(estimates):
+            elif not evidence and self.vetoed(estimates):
                 verdict = "mc_veto"
             else:
                 verdict = "stable"
@@ -175,8 +196,9 @@ class StateSelection(PolicyExpansion):
         Monte-Carlo veto objects); reset the learner; restart the stability clock."""
         config = self.config
         values, estimates = self.evaluate_policies(current_start)
-        better = improves(values["learner"], values["anchor"], config.margin)
-        if better and self.vetoed(estimates):
+        evidence = self.mc_favours(estimates)
+        better = evidence or improves(values["learner"], values["anchor"], config.margin)
+        if better and not evidence and self.vetoed(estimates):
             journal.add_event("mc_veto", f"J(L)={values['learner']:.2f} favoured")
         elif better:
             self.anchor = self.learner.snapshot()
@@ -207,7 +229,9 @@ class StateSelection(PolicyExpansion):
             )
         return row
 
-    def episode_ended(self, start: np.ndarray, rewards: list[float], actors: list[str]) -> None:
+    def episode_ended(
+        self, start: np.ndarray, rewards: list[float], actors: list[str], journal: Journal
+    ) -> None:
         self.episodes += 1
         self.evaluator.add_episode(start, rewards, actors)
 

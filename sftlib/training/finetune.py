@@ -180,7 +180,7 @@ def run_side_by_side(
             run.explore(observation, action, actor)
             for run, observation, (action, actor) in zip(runs, obs, actions, strict=True)
         ]
-        for _ in range(config.utd_ratio):
+        for _ in range(config.utd_ratio if controls[0].learns_at(step) else 0):
             metrics = learner.update(Batch.stack([run.sample_batch() for run in runs]), online=True)
             for slot, run in enumerate(runs):
                 run.state.log({key: value[slot : slot + 1] for key, value in metrics.items()})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sftlib.agents import agent_from_state
-from sftlib.analysis.metrics import stability_metrics
+from sftlib.agents import Agent, agent_from_state
+from sftlib.analysis.metrics import decision_calls, online_cost, stability_metrics
 from sftlib.config import FinetuneConfig, compile_update
 from sftlib.data.buffer import Batch, ReplayBuffer, sample_online_data
 from sftlib.data.datasets import DatasetInfo, dataset_info, load_dataset, transitions
@@ -34,8 +35,11 @@ from sftlib.data.envs import make_env
 from sftlib.data.goals import shape_reward, success_rate
 from sftlib.data.rollouts import evaluate_policy_with_success, to_env_action
 from sftlib.layout import (
+    ANCHOR_COLUMNS,
     CHECK_COLUMNS,
     CHECKS_CSV,
+    EPISODE_COLUMNS,
+    EPISODES_CSV,
     EVAL_COLUMNS,
     EVAL_CSV,
     EVENT_COLUMNS,
@@ -45,7 +49,8 @@ from sftlib.layout import (
     SUMMARY,
     TRAIN_CSV,
 )
-from sftlib.sft.control import Control, LearnerAlone, PolicyExpansion, RunParts
+from sftlib.sft.control import Control, LearnerAlone, PolicyExpansion, RunParts, Warmup
+from sftlib.sft.episode_control import EpisodeSelection
 from sftlib.sft.state_control import StateSelection
 from sftlib.training.checkpoint import (
     AGENT_FORMAT,
@@ -72,7 +77,9 @@ from sftlib.utils import (
 CONTROL_CLASSES: dict[str, type[Control]] = {
     "learner": LearnerAlone,
     "expansion": PolicyExpansion,
+    "warmup": Warmup,
     "state": StateSelection,
+    "episode": EpisodeSelection,
 }
 """Who acts, by the ``control`` of a variant (:data:`sftlib.config.CONTROLS`)."""
 
@@ -123,6 +130,9 @@ class RunState:
     def add_check(self, row: dict[str, Any]) -> None:
         self.checks.append(row)
 
+    episode_log: list[dict] = field(default_factory=list)
+    """One row per finished training episode (``episodes.csv``)."""
+
 
 @dataclass
 class TrainingEpisode:
@@ -130,9 +140,24 @@ class TrainingEpisode:
     policy that acted and the online buffer row written."""
 
     start: np.ndarray
+    start_step: int = 1
+    raw_return: float = 0.0
+    """The environment's undiscounted return (before any reward shaping)."""
     rewards: list[float] = field(default_factory=list)
     actors: list[str] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
+
+    def row(self, normalize: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
+        """The finished episode's row of ``episodes.csv`` (:data:`EPISODE_COLUMNS`)."""
+        length = len(self.rewards)
+        return {
+            "start_step": self.start_step,
+            "length": length,
+            "return": self.raw_return,
+            "normalized_return": float(normalize(np.array([self.raw_return]))[0]),
+            "share_anchor": self.actors.count("anchor") / length,
+            "share_learner": self.actors.count("learner") / length,
+        }
 
 
 class FineTuner:
@@ -180,6 +205,7 @@ class FineTuner:
         """``perf_counter`` at which the run would have started without interruptions."""
         self.seeds_in_process = 1
         """How many seeds fine-tuned side by side in this run's process."""
+        self.anchor_cache: tuple[Agent, dict[str, float]] | None = None
         tags = run_tags(
             out_dir, self.info.dataset_id, self.learner.name, config.sft.variant, config.seed
         )
@@ -188,7 +214,7 @@ class FineTuner:
 
     def make_control(self, offline_state: dict[str, Any]) -> Control:
         """Who acts, as the variant says (:data:`sftlib.config.VARIANTS`)."""
-        control = CONTROL_CLASSES[self.config.sft.control]
+        control = CONTROL_CLASSES[self.config.sft.acting]
         parts = RunParts(self.config, self.offline, self.online, self.rng, offline_state)
         return control.for_run(self.learner, parts)
 
@@ -222,7 +248,24 @@ class FineTuner:
         if self.info.success_key is not None:
             row["executed_success"] = success_rate(executed_success)
             row["learner_success"] = success_rate(learner_success)
+        if (anchor := self.control.anchor_agent()) is not None:
+            row.update(self.anchor_scores(anchor))
         return row
+
+    def anchor_scores(self, anchor: Agent) -> dict[str, float]:
+        """The frozen anchor's evaluation, made once per anchor: a frozen deterministic
+        policy on the evaluation's fixed seeds scores the same every time."""
+        if self.anchor_cache is None or self.anchor_cache[0] is not anchor:
+            returns = evaluate_policy_with_success(
+                lambda o: anchor.act(o, True), self.info, self.config.eval_episodes,
+                eval_seed(self.config.seed),
+            )[0]  # fmt: skip
+            scores = {
+                "anchor_score": float(self.info.normalize(returns).mean()),
+                "anchor_return": float(returns.mean()),
+            }
+            self.anchor_cache = (anchor, scores)
+        return self.anchor_cache[1]
 
     # --- the steps of the loop ------------------------------------------------------------
     def begin(self, checkpoint: dict[str, Any] | None = None) -> np.ndarray:
@@ -238,7 +281,7 @@ class FineTuner:
             self.state.evals.append(self.evaluate())
             self.watch(0, {})
         self.clock_start = time.perf_counter() - self.state.elapsed
-        self.episode = TrainingEpisode(obs)
+        self.episode = TrainingEpisode(obs, start_step=self.state.step + 1)
         return obs
 
     def explore(self, obs: np.ndarray, action: np.ndarray, actor: str) -> tuple[np.ndarray, bool]:
@@ -248,9 +291,10 @@ class FineTuner:
         next_obs, reward, terminated, truncated, _ = env.step(
             to_env_action(action, env.action_space)
         )
+        episode = self.episode
+        episode.raw_return += float(reward)
         reward = shape_reward(float(reward), self.reward_convention)
         # Time-limit truncation is not termination: only `terminated` stops bootstrapping.
-        episode = self.episode
         episode.rows.append(self.online.add(obs, action, reward, next_obs, terminated))
         episode.rewards.append(reward)
         episode.actors.append(actor)
@@ -291,15 +335,16 @@ class FineTuner:
         due) and start the next one; its first observation."""
         state, episode = self.state, self.episode
         state.episodes += 1
+        state.episode_log.append(episode.row(self.info.normalize))
         self.online.end_episode(np.asarray(episode.rows), self.learner.config.discount)
-        self.control.episode_ended(episode.start, episode.rewards, episode.actors)
+        self.control.episode_ended(episode.start, episode.rewards, episode.actors, state)
         if self.checkpoint_due(step):
             while state.next_checkpoint <= step:
                 state.next_checkpoint += self.config.checkpoint_every
             state.elapsed = time.perf_counter() - self.clock_start
             atomic_torch_save(self.out / STATE, self.state_dict())
         obs, _ = self.env.reset()
-        self.episode = TrainingEpisode(obs)
+        self.episode = TrainingEpisode(obs, start_step=step + 1)
         return obs
 
     # --- checkpoint and files -------------------------------------------------------------
@@ -332,30 +377,22 @@ class FineTuner:
     def finish(self) -> FinetuneResult:
         """Write the run's CSV files and, last, its summary; remove the checkpoint."""
         state, config, info = self.state, self.config, self.info
-        success = SUCCESS_COLUMNS if info.success_key is not None else []
-        write_csv(self.out / EVAL_CSV, state.evals, EVAL_COLUMNS + success)
+        columns = EVAL_COLUMNS + (SUCCESS_COLUMNS if info.success_key is not None else [])
+        columns += ANCHOR_COLUMNS if "anchor_score" in state.evals[0] else []
+        write_csv(self.out / EVAL_CSV, state.evals, columns)
         write_csv(self.out / EVENTS_CSV, state.events, EVENT_COLUMNS)
         write_csv(self.out / CHECKS_CSV, state.checks, CHECK_COLUMNS)
         write_csv(self.out / TRAIN_CSV, state.train)
-        curve = pd.DataFrame(state.evals)
-        switches = [e["step"] for e in state.events if e["event"] == "switch"]
+        write_csv(self.out / EPISODES_CSV, state.episode_log, EPISODE_COLUMNS)
         summary = {
-            **stability_metrics(curve["step"].to_numpy(), curve["executed_score"].to_numpy()),
-            "learner_score_final": float(curve["learner_score"].iloc[-1]),
-            **(
-                {"success_final": float(curve["executed_success"].iloc[-1])}
-                if info.success_key is not None
-                else {}
-            ),
-            "switch_step": switches[0] if switches else None,
-            "n_switches": len(switches),
-            "n_resets": sum(e["event"] == "reset" for e in state.events),
+            **outcome(state.evals, state.events, state.episode_log),
             "wall_time_s": state.elapsed,
             "seeds_in_process": self.seeds_in_process,
             "online_steps": config.online_steps,
             "online_data": self.online_data,
             "compiled": self.learner.compiled,
             "variant": config.sft.variant,
+            "control": config.sft.acting,
             "algo": self.learner.name,
             "dataset_id": info.dataset_id,
             "seed": config.seed,
@@ -365,6 +402,34 @@ class FineTuner:
         (self.out / STATE).unlink(missing_ok=True)
         self.live.close()
         return run_result(self.out, summary)
+
+
+def outcome(evals: list[dict], events: list[dict], episodes: list[dict]) -> dict[str, Any]:
+    """A run's summary metrics: stability of the executed policy (:func:`stability_metrics`),
+    the learner's final score, the switches (or promotions) and resets, the online cost of
+    the training episodes (:func:`online_cost`) and the decisions judged right
+    (:func:`decision_calls`)."""
+    curve = pd.DataFrame(evals)
+    switches = [e["step"] for e in events if e["event"] in ("switch", "promote")]
+    calls = decision_calls(evals, events)
+    return {
+        **stability_metrics(curve["step"].to_numpy(), curve["executed_score"].to_numpy()),
+        "learner_score_final": float(curve["learner_score"].iloc[-1]),
+        **(
+            {"success_final": float(curve["executed_success"].iloc[-1])}
+            if "executed_success" in curve
+            else {}
+        ),
+        "switch_step": switches[0] if switches else None,
+        "n_switches": len(switches),
+        "n_resets": sum(e["event"] == "reset" for e in events),
+        **online_cost(
+            np.array([e["length"] for e in episodes]),
+            np.array([e["normalized_return"] for e in episodes]),
+        ),
+        "decisions": len(calls),
+        "right_calls": sum(calls),
+    }
 
 
 def run_result(out: Path, summary: dict) -> FinetuneResult:
