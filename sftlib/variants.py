@@ -54,6 +54,7 @@ VARIANTS: dict[str, Variant] = {
     "sft-mc": Variant("sft", switch=True, reset=True, ope="mc"),
     "sft-fqe": Variant("sft", switch=True, reset=True, ope="fqe"),
     "sft-noreset": Variant("sft", switch=True, reset=False, ope="cpe"),
+    "sft-episode": Variant("episode", switch=True, reset=True, ope=None),
 }
 """Every variant a sweep can name: the one table the other lists of variants derive from or
 are checked against (tests/test_architecture.py)."""

@@ -40,6 +40,7 @@ VARIANT_COLORS: dict[str, tuple[float, float, float]] = {
     "pex": _PALETTE[5],
     "direct": _PALETTE[7],
     "warmup": _PALETTE[8],
+    "sft-episode": _PALETTE[9],
 }
 """Colour-blind-safe colour of each variant, the same in every figure."""
 

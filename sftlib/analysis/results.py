@@ -50,6 +50,7 @@ VARIANT_ORDER = (
     "sft-mc",
     "sft-fqe",
     "sft-noreset",
+    "sft-episode",
     "pex",
     "warmup",
     "direct",

@@ -49,6 +49,7 @@ _PROFILES: dict[str, tuple[float, float, float, bool, bool, float]] = {
     "sft-mc": (0.25, 0.9, 0.05, True, True, 0.25),
     "sft-fqe": (0.2, 1.05, 0.05, True, True, 0.15),
     "sft-noreset": (0.15, 0.9, 0.0, True, False, 0.15),
+    "sft-episode": (0.1, 1.05, 0.0, True, True, 0.2),
 }
 _UNKNOWN_PROFILE = (0.5, 1.0, 0.2, True, True, 0.15)
 
