@@ -5,6 +5,7 @@
     sft status results/quick [--json]
     sft datasets Hopper-v5 [--levels medium medium-replay]
     sft figures results/quick [--out DIR] [--reps 2000]
+    sft ablation results/ablation_switch --ablation switch|ope|reset [--out DIR] [--reps 2000]
 
 ``sweep`` layers ``base.yaml`` first: when no file given is named ``base.yaml``, the
 ``base.yaml`` beside the first file (if there is one) is prepended, so
@@ -42,7 +43,39 @@ def with_base(files: list[str | Path]) -> list[Path]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sft", description="Stable Fine-Tuning experiments.")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_sweep(sub)
+    st = sub.add_parser(
+        "status",
+        help="which runs of a study are complete, running, stopped, failed or not started",
+    )
+    st.add_argument("study_dir", help="e.g. results/quick")
+    st.add_argument("--json", action="store_true", help="print it as JSON")
 
+    d = sub.add_parser("datasets", help="build the local Minari datasets of an environment")
+    d.add_argument("env_id", help="Gymnasium id, e.g. Hopper-v5")
+    d.add_argument(
+        "--levels",
+        nargs="+",
+        default=None,
+        help="levels to build (default: every level the factory knows)",
+    )
+    f = sub.add_parser("figures", help="every figure and table of a finished study")
+    a = sub.add_parser(
+        "ablation", help="the figures and verdicts of one ablation (notebooks 03-05)"
+    )
+    a.add_argument("--ablation", required=True, choices=["switch", "ope", "reset"])
+    for command in (f, a):
+        command.add_argument("study_dir", help="e.g. results/quick")
+        command.add_argument(
+            "--out", default=None, help="output directory (default: <study_dir>/figures)"
+        )
+        command.add_argument(
+            "--reps", type=int, default=2000, help="bootstrap resamples (default: 2000)"
+        )
+    return p
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "sweep",
         help="run a study's notebooks (papermill on Dask)",
@@ -91,28 +124,6 @@ def _parser() -> argparse.ArgumentParser:
         help="seeds of one (dataset, algo) pretrained, and fine-tuned with each variant, in "
         "one process as one stacked model (default 0: all of them; 1: one process per seed)",
     )
-
-    st = sub.add_parser(
-        "status",
-        help="which runs of a study are complete, running, stopped, failed or not started",
-    )
-    st.add_argument("study_dir", help="e.g. results/quick")
-    st.add_argument("--json", action="store_true", help="print it as JSON")
-
-    d = sub.add_parser("datasets", help="build the local Minari datasets of an environment")
-    d.add_argument("env_id", help="Gymnasium id, e.g. Hopper-v5")
-    d.add_argument(
-        "--levels",
-        nargs="+",
-        default=None,
-        help="levels to build (default: every level the factory knows)",
-    )
-
-    f = sub.add_parser("figures", help="every figure and table of a finished study")
-    f.add_argument("study_dir", help="e.g. results/quick")
-    f.add_argument("--out", default=None, help="output directory (default: <study_dir>/figures)")
-    f.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default: 2000)")
-    return p
 
 
 def _sweep(a: argparse.Namespace) -> int:
@@ -199,8 +210,22 @@ def _datasets(a: argparse.Namespace) -> int:
     return 0
 
 
+def _ablation(args: argparse.Namespace) -> int:
+    from sftlib.analysis.ablations import ablation_report
+
+    try:
+        made = ablation_report(args.study_dir, args.ablation, args.out, reps=args.reps)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for path in made.files:
+        print(path)
+    print(f"\n{made.conclusion}")
+    return 0
+
+
 def _figures(args: argparse.Namespace) -> int:
-    from sftlib.analysis.figures import write_paper_figures
+    from sftlib.analysis.paper import write_paper_figures
 
     try:
         paper = write_paper_figures(args.study_dir, args.out, reps=args.reps)
@@ -215,7 +240,13 @@ def _figures(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
-    commands = {"sweep": _sweep, "status": _status, "datasets": _datasets, "figures": _figures}
+    commands = {
+        "sweep": _sweep,
+        "status": _status,
+        "datasets": _datasets,
+        "figures": _figures,
+        "ablation": _ablation,
+    }
     return commands[a.command](a)
 
 

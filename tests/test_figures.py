@@ -14,7 +14,9 @@ from matplotlib.collections import PathCollection
 from study_tables import REPS, write_hand_study, write_small_synthetic_study
 
 from sftlib import cli
+from sftlib.analysis import curves as curves_module
 from sftlib.analysis import figures, report, results, run_figures, stats
+from sftlib.analysis.paper import write_paper_figures
 
 NOTEBOOK_06 = Path(__file__).resolve().parents[1] / "notebooks" / "06_paper_figures.ipynb"
 
@@ -61,8 +63,8 @@ def test_figures_are_written_and_labelled_synthetic(
             stats.probability_of_improvement(synthetic, "sft", reps=REPS)
         ),
         "by_task": figures.plot_metric_by_task(synthetic, "dip"),
-        "curves": figures.plot_learning_curves(curves, events, show_learner=True),
-        "drops": figures.plot_reset_drops(results.reset_drops(curves, events)),
+        "curves": curves_module.plot_learning_curves(curves, events, show_learner=True),
+        "drops": curves_module.plot_reset_drops(results.reset_drops(curves, events)),
     }
     for name, fig in made.items():
         assert "SYNTHETIC DATA" in _title(fig), name
@@ -79,7 +81,7 @@ def test_figures_of_real_data_carry_no_synthetic_label(hand: pd.DataFrame) -> No
 def test_learning_curves_panels_and_switch_markers(synthetic_dir: Path) -> None:
     curves, events = results.load_study(synthetic_dir), results.load_events(synthetic_dir)
     variants = ["sft", "direct"]
-    fig = figures.plot_learning_curves(curves, events, variants=variants, ncols=3)
+    fig = curves_module.plot_learning_curves(curves, events, variants=variants, ncols=3)
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == curves.groupby(["dataset", "algo"]).ngroups == 2
     n_markers = sum(
@@ -149,7 +151,7 @@ TABLES = {"stability_table", "promise_table", "numbers"}
 
 def test_write_paper_figures_writes_every_file(tmp_path: Path) -> None:
     study_dir = write_hand_study(tmp_path / "hand")
-    paper = figures.write_paper_figures(study_dir, reps=REPS)
+    paper = write_paper_figures(study_dir, reps=REPS)
     assert set(paper.files) == PRODUCTS
     assert paper.out_dir == study_dir / "figures"
     for name, paths in paper.files.items():
@@ -163,7 +165,7 @@ def test_write_paper_figures_writes_every_file(tmp_path: Path) -> None:
 
 def test_write_paper_figures_returns_what_it_wrote(tmp_path: Path) -> None:
     study_dir = write_hand_study(tmp_path / "hand")
-    paper = figures.write_paper_figures(study_dir, tmp_path / "out", reps=REPS)
+    paper = write_paper_figures(study_dir, tmp_path / "out", reps=REPS)
     summaries = results.load_summaries(study_dir)
     assert set(paper.figures) == PRODUCTS - TABLES
     assert not plt.get_fignums()  # closed in pyplot; still drawable where displayed
