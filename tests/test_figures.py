@@ -15,7 +15,7 @@ from study_tables import REPS, write_hand_study, write_small_synthetic_study
 
 from sftlib import cli
 from sftlib.analysis import curves as curves_module
-from sftlib.analysis import figures, report, results, run_figures, stats
+from sftlib.analysis import figures, report, results, run_figures, stats, tables
 from sftlib.analysis.paper import write_paper_figures
 
 NOTEBOOK_06 = Path(__file__).resolve().parents[1] / "notebooks" / "06_paper_figures.ipynb"
@@ -185,7 +185,7 @@ def test_write_paper_figures_returns_what_it_wrote(tmp_path: Path) -> None:
     np.testing.assert_allclose(written["probability"], expected["probability"], atol=1e-4)
     assert (tmp_path / "out" / "conclusion.txt").read_text() == paper.conclusion + "\n"
     assert paper.runs_per_task.to_numpy().tolist() == [[3, 3], [3, 3]]
-    expected_promise = stats.promise_table(summaries, "sft", "direct")
+    expected_promise = tables.promise_table(summaries, "sft", "direct")
     pd.testing.assert_frame_equal(paper.promise_table, expected_promise)
     assert paper.conclusion == (
         report.describe_aggregates(paper.aggregates)

@@ -7,7 +7,7 @@ import minari
 import pandas as pd
 
 from sftlib.analysis.report import describe_promise
-from sftlib.analysis.stats import promise_table
+from sftlib.analysis.tables import promise_table
 from sftlib.factory import make_datasets
 
 

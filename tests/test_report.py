@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from study_tables import REPS, write_hand_study, write_small_synthetic_study
 
-from sftlib.analysis import report, results, stats
+from sftlib.analysis import report, results, stats, tables
+from sftlib.analysis.metric_table import STABILITY_METRICS
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 
 
 def test_write_stability_table(hand: pd.DataFrame, synthetic: pd.DataFrame, tmp_path: Path) -> None:
-    table = stats.stability_table(hand)
+    table = tables.stability_table(hand)
     csv_path, tex_path = report.write_stability_table(table, tmp_path)
     assert (csv_path.name, tex_path.name) == ("stability_table.csv", "stability_table.tex")
     back = pd.read_csv(csv_path)
@@ -37,7 +38,7 @@ def test_write_stability_table(hand: pd.DataFrame, synthetic: pd.DataFrame, tmp_
     assert r"$2.0 \pm 1.4$ (2/3)" in tex  # steps to recover, in thousands
     assert "SYNTHETIC" not in tex
 
-    _, syn_tex = report.write_stability_table(stats.stability_table(synthetic), tmp_path / "syn")
+    _, syn_tex = report.write_stability_table(tables.stability_table(synthetic), tmp_path / "syn")
     assert "SYNTHETIC" in syn_tex.read_text()
     assert pd.read_csv(tmp_path / "syn" / "stability_table.csv")["synthetic"].all()
 
@@ -45,14 +46,14 @@ def test_write_stability_table(hand: pd.DataFrame, synthetic: pd.DataFrame, tmp_
 def test_latex_table_has_one_cell_per_metric_and_the_learners_score(tmp_path: Path) -> None:
     learner = {("d/a-v0", "sft"): [40.0, None, 60.0]}
     summaries = results.load_summaries(write_hand_study(tmp_path / "hand", learner))
-    tex = report.stability_latex(stats.stability_table(summaries))
+    tex = report.stability_latex(tables.stability_table(summaries))
     lines = tex.splitlines()
     assert lines[0] == r"\begin{table}" and lines[-1] == r"\end{table}"
-    assert r"\begin{tabular}{lllrrrrrr}" in lines
+    assert r"\begin{tabular}{lll" + "r" * len(STABILITY_METRICS) + "}" in lines
     header = lines[lines.index(r"\toprule") + 1]
     assert header.endswith(r"Final $\uparrow$ & Learner final $\uparrow$ \\")
     body = lines[lines.index(r"\midrule") + 1 : lines.index(r"\bottomrule")]
-    assert len(body) == 4 and all(row.count(" & ") == 8 for row in body)
+    assert len(body) == 4 and all(row.count(" & ") == 2 + len(STABILITY_METRICS) for row in body)
     sft_a = next(row for row in body if row.startswith("d-a-v0 & IQL & sft &"))
     assert sft_a.endswith(r"& $50.0 \pm 14.1$ \\")  # over the two runs that report it
     assert all(row.endswith(r"& -- \\") for row in body if row != sft_a)

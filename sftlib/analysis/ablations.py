@@ -21,6 +21,7 @@ from sftlib.analysis.figures import (
     save_figure,
 )
 from sftlib.analysis.stats import is_synthetic_table
+from sftlib.analysis.tables import stability_table
 from sftlib.layout import FIGURES_DIRNAME
 
 
@@ -128,7 +129,7 @@ def ablation_report(
     texts.append(report.describe_probability(improvement, synthetic=synthetic))
     files = _write(figures, out)
     if ablation.stability_table:
-        table = tables["stability_table"] = stats.stability_table(summaries)
+        table = tables["stability_table"] = stability_table(summaries)
         files += report.write_stability_table(table, out, f"{name}_stability_table", synthetic)
     if "reset_drops" in tables:
         texts.insert(0, report.describe_reset_drops(tables["reset_drops"], synthetic=synthetic))

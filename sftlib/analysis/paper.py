@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sftlib.analysis import report, results, stats
+from sftlib.analysis import report, results, stats, tables
 from sftlib.analysis.curves import plot_learning_curves
 from sftlib.analysis.figures import (
     plot_aggregates,
@@ -94,13 +94,13 @@ def write_paper_figures(
     for product, fig in figures.items():
         files[product] = save_figure(fig, out, product)
         plt.close(fig)  # the caller may still display it; pyplot no longer holds it
-    table = stats.stability_table(summaries)
+    table = tables.stability_table(summaries)
     files[report.STABILITY_TABLE] = list(
-        report.write_stability_table(table, out, synthetic=synthetic)
+        report.write_stability_table(table, out, report.STABILITY_TABLE, synthetic)
     )
-
-    promise = stats.promise_table(summaries, x, "direct") if {x, "direct"} <= set(present) else None
-    if promise is not None:
+    promise = None
+    if {x, "direct"} <= set(present):
+        promise = tables.promise_table(summaries, x, "direct")
         files[report.PROMISE_TABLE] = [report.write_promise_table(promise, out)]
     conclusion = _conclusion(aggregates, improvement, promise, x, synthetic)
     files[report.NUMBERS] = report.write_numbers(aggregates, improvement, conclusion, out)

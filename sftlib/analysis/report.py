@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from sftlib.analysis.metric_table import METRICS, STABILITY_METRICS
 from sftlib.analysis.stats import (
-    STABILITY_METRICS,
     higher_is_better,
     is_synthetic_table,
     ordered_variants,
@@ -25,52 +25,19 @@ SYNTHETIC_TITLE = "SYNTHETIC DATA - not experimental results"
 ALGO_NAMES = {"iql": "IQL", "td3bc": "TD3+BC", "calql": "Cal-QL"}
 """Display name of each base algorithm."""
 
-METRIC_LABELS = {
-    "score_offline": "offline score (normalised, 0-100)",
-    "score_final": "final score (normalised, 0-100)",
-    "score_max": "max score (normalised, 0-100)",
-    "auc": "mean online score (normalised, 0-100)",
-    "dip": "dip (normalised score points)",
-    "steps_to_recover": "steps to recover (environment steps)",
-    "regret": "regret (100 - score, mean over online evals)",
-    "learner_score_final": "learner's final score (normalised, 0-100)",
-}
-"""Axis label, with units, of each summary field."""
-
-METRIC_NAMES = {
-    "score_offline": "offline score",
-    "score_final": "final score",
-    "score_max": "max score",
-    "auc": "mean online score",
-    "dip": "dip",
-    "steps_to_recover": "steps to recover",
-    "regret": "regret",
-    "learner_score_final": "learner's final score",
-}
-"""Short name of each summary field, for titles and sentences."""
 
 STABILITY_TABLE = "stability_table"
 """File stem of the stability table (``.csv`` and ``.tex``)."""
 
-# Header of each stability-table metric in the LaTeX table: (header, divide values by).
-_LATEX_COLUMNS = {
-    "dip": (r"Dip $\downarrow$", 1.0),
-    "steps_to_recover": (r"Recover (k steps) $\downarrow$", 1000.0),
-    "regret": (r"Regret $\downarrow$", 1.0),
-    "auc": (r"AUC $\uparrow$", 1.0),
-    "score_final": (r"Final $\uparrow$", 1.0),
-    "learner_score_final": (r"Learner final $\uparrow$", 1.0),
-}
-
 
 def metric_label(metric: str) -> str:
     """Axis label, with units, of the summary field ``metric`` (the field itself if unknown)."""
-    return METRIC_LABELS.get(metric, metric)
+    return METRICS[metric].label if metric in METRICS else metric
 
 
 def metric_name(metric: str) -> str:
     """Short name of the summary field ``metric`` (the field itself if unknown)."""
-    return METRIC_NAMES.get(metric, metric)
+    return METRICS[metric].name if metric in METRICS else metric
 
 
 def task_label(dataset: str, algo: str) -> str:
@@ -112,7 +79,7 @@ def format_mean_std(mean: float, std: float, scale: float = 1.0, digits: int = 1
 def stability_latex(
     table: pd.DataFrame, name: str = STABILITY_TABLE, synthetic: bool = False
 ) -> str:
-    """Booktabs LaTeX ``table`` of :func:`sftlib.analysis.stats.stability_table`: ``mean \\pm std``
+    """Booktabs LaTeX ``table`` of :func:`sftlib.analysis.tables.stability_table`: ``mean \\pm std``
     cells, steps to recover in thousands with recovered/total runs in brackets.
 
     Written by hand rather than with ``DataFrame.to_latex``: pandas' Styler, which that uses,
@@ -124,7 +91,7 @@ def stability_latex(
         "Variant": table["variant"].map(latex_escape).tolist(),
     }
     for metric in STABILITY_METRICS:
-        header, scale = _LATEX_COLUMNS[metric]
+        header, scale = METRICS[metric].latex, METRICS[metric].latex_scale
         cells = [
             format_mean_std(mean, std, scale)
             for mean, std in zip(table[f"{metric}_mean"], table[f"{metric}_std"], strict=True)
@@ -139,8 +106,9 @@ def stability_latex(
     caption = (
         "Stability during fine-tuning: mean $\\pm$ std across seeds of the executed policy's "
         "dip, steps to recover the offline score (over recovered runs; recovered/total in "
-        "brackets), regret, AUC and final normalised score, and the learner's own final "
-        "normalised score."
+        "brackets), regret, the online regret and worst normalised return of the training "
+        "episodes, the share of decisions judged right, AUC and final normalised score, and the "
+        "learner's own final normalised score."
     )
     if synthetic:
         caption = r"\textbf{SYNTHETIC DATA, not experimental results.} " + caption
@@ -169,7 +137,7 @@ def write_stability_table(
     name: str = STABILITY_TABLE,
     synthetic: bool | None = None,
 ) -> tuple[Path, Path]:
-    """Write :func:`sftlib.analysis.stats.stability_table` to ``<out_dir>/<name>.csv`` and ``.tex``.
+    """Write :func:`sftlib.analysis.tables.stability_table` to ``<out_dir>/<name>.csv`` and ``.tex``.
 
     The CSV holds the raw numbers plus a ``synthetic`` column; the LaTeX file is
     :func:`stability_latex`, captioned "SYNTHETIC DATA" when the study is synthetic.
@@ -280,7 +248,7 @@ CONCLUSION_FILE = "conclusion.txt"
 
 
 def write_promise_table(table: pd.DataFrame, out_dir: str | Path) -> Path:
-    """The per-task promise table (:func:`sftlib.analysis.stats.promise_table`) as CSV."""
+    """The per-task promise table (:func:`sftlib.analysis.tables.promise_table`) as CSV."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{PROMISE_TABLE}.csv"

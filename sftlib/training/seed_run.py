@@ -429,6 +429,7 @@ def outcome(evals: list[dict], events: list[dict], episodes: list[dict]) -> dict
         ),
         "decisions": len(calls),
         "right_calls": sum(calls),
+        "right_call_share": sum(calls) / len(calls) if calls else None,
     }
 
 
