@@ -108,6 +108,14 @@ def test_single_run_figures_mark_switches_and_resets(synthetic_dir: Path) -> Non
     resets = [line for line in ax.lines if line.get_linestyle() == ":"]
     assert len(resets) == (events["event"] == "reset").sum() > 0
     plt.close(fig)
+    episodes = pd.DataFrame(
+        {"start_step": [1, 301], "length": [300, 200], "normalized_return": [20.0, 35.0],
+         "share_learner": [0.0, 1.0]}
+    )  # fmt: skip
+    fig = run_figures.plot_finetune_run(curve, events, episodes=episodes)
+    dots = [c for c in fig.axes[0].collections if len(c.get_offsets()) == 2]
+    assert [tuple(xy) for xy in dots[0].get_offsets()] == [(300, 20.0), (500, 35.0)]
+    plt.close(fig)
     pretrain = pd.DataFrame({"step": [0, 1000], "score": [10.0, 50.0]})
     fig = run_figures.plot_pretrain_curve(pretrain, title="pretraining")
     assert _title(fig) == "pretraining" and fig.axes[0].get_ylabel() == figures.SCORE_LABEL

@@ -41,14 +41,21 @@ def plot_pretrain_curve(curve: pd.DataFrame, title: str | None = None) -> Figure
 
 
 def plot_finetune_run(
-    curve: pd.DataFrame, events: pd.DataFrame, title: str | None = None
+    curve: pd.DataFrame,
+    events: pd.DataFrame,
+    title: str | None = None,
+    episodes: pd.DataFrame | None = None,
 ) -> Figure:
     """Executed (composite) policy and learner alone of one fine-tuning run, with the
-    switch (triangles) and reset (dotted lines) events.
+    switch or promotion (triangles) and reset (dotted lines) events; with ``episodes``, the
+    training episodes' own normalised returns beside them (dots at each episode's end, dark
+    where the learner drove most of it), what the agent earned while it learned.
 
     Args:
         curve: the run's ``eval.csv``: ``step, executed_score, learner_score`` (0-100).
         events: the run's ``events.csv``: ``step, event, detail``.
+        episodes: the run's ``episodes.csv`` (``start_step, length, normalized_return,
+            share_learner``).
     """
     with style():
         fig, ax = plt.subplots(figsize=(6.0, 3.6))
@@ -72,9 +79,14 @@ def plot_finetune_run(
         ax.axhline(
             curve["executed_score"].iloc[0], color="0.5", linewidth=0.8, label="offline policy"
         )
+        if episodes is not None and len(episodes):
+            ends = episodes["start_step"] + episodes["length"] - 1
+            shades = np.where(episodes["share_learner"] > 0.5, "0.15", "0.65")
+            ax.scatter(ends, episodes["normalized_return"], s=6, c=shades, alpha=0.5, zorder=1)
+            ax.scatter([], [], s=6, c="0.4", label="training episodes (dark: learner drove)")
         for step in events.loc[events["event"] == "reset", "step"]:
             ax.axvline(step, color="0.3", linestyle=":", linewidth=1.2)
-        switches = events.loc[events["event"] == "switch", "step"].to_numpy()
+        switches = events.loc[events["event"].isin(["switch", "promote"]), "step"].to_numpy()
         ax.scatter(
             switches,
             np.full(len(switches), 0.97),
@@ -92,7 +104,7 @@ def plot_finetune_run(
             Line2D([], [], color="0.3", linestyle=":"),
             Line2D([], [], marker="v", linestyle="", color=color, markeredgecolor="black"),
         ]
-        labels += ["reset", "switch to learner's critic"]
+        labels += ["reset", "switch or promotion of the learner"]
         ax.legend(handles, labels, fontsize=8, loc="lower left")
         ax.set(xlabel=STEP_LABEL, ylabel=SCORE_LABEL)
         ax.xaxis.set_major_formatter(FuncFormatter(steps_formatter))
