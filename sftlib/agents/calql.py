@@ -134,8 +134,6 @@ class CalQL(SAC):
         shapes the samples need: ``[seeds, B, act_dim]`` and ``[seeds, B * n, act_dim]``."""
         config = self.config
         obs, next_obs = self.norm(obs), self.norm(next_obs)
-        seeds, size, act_dim = actions.shape
-        n_actions = config.cql_n_actions
         alpha = self.log_alpha.exp().detach().unsqueeze(-1)
 
         # Actor and temperature (SAC), the critic a constant.
@@ -153,7 +151,35 @@ class CalQL(SAC):
         q_data = self.critic(obs, actions)  # [seeds, n, B]
         td_loss = (q_data - td_target.unsqueeze(1)).pow(2).mean(-1).sum(1)
 
-        # Conservative penalty on sampled actions, calibrated by the return-to-go.
+        cql_gap = self._cql_gap(
+            obs, next_obs, q_data, returns_to_go, uniform, current_noise, following_noise
+        )
+        critic_loss = td_loss + config.cql_alpha * cql_gap
+        metrics = {
+            "train/critic_loss": td_loss.detach(),
+            "train/cql_gap": cql_gap.detach(),
+            "train/actor_loss": actor_loss.detach(),
+            "train/alpha": alpha.squeeze(-1),
+            "train/q": q_data.detach().mean((1, 2)),
+        }
+        return (critic_loss + actor_loss + alpha_loss).sum(), metrics
+
+    def _cql_gap(
+        self,
+        obs: torch.Tensor,
+        next_obs: torch.Tensor,
+        q_data: torch.Tensor,
+        returns_to_go: torch.Tensor,
+        uniform: torch.Tensor,
+        current_noise: torch.Tensor,
+        following_noise: torch.Tensor,
+    ) -> torch.Tensor:
+        """Cal-QL's conservative penalty per seed, ``[seeds]``: the soft maximum over sampled
+        actions (uniform, and the policy's at the current and next states, each calibrated by
+        the return-to-go) minus the data's values. ``obs``/``next_obs`` are normalised."""
+        config = self.config
+        seeds, size, act_dim = q_data.shape[0], q_data.shape[-1], uniform.shape[-1]
+        n_actions = config.cql_n_actions
         with torch.no_grad():
             obs_rep = obs.repeat_interleave(n_actions, dim=1)  # [seeds, B * n_actions, obs]
             next_rep = next_obs.repeat_interleave(n_actions, dim=1)
@@ -184,12 +210,4 @@ class CalQL(SAC):
         temperature = config.cql_temperature
         soft_max = torch.logsumexp(candidates / temperature, dim=-1) * temperature
         cql_gap = (soft_max - q_data).mean(-1).sum(1)
-        critic_loss = td_loss + config.cql_alpha * cql_gap
-        metrics = {
-            "train/critic_loss": td_loss.detach(),
-            "train/cql_gap": cql_gap.detach(),
-            "train/actor_loss": actor_loss.detach(),
-            "train/alpha": alpha.squeeze(-1),
-            "train/q": q_data.detach().mean((1, 2)),
-        }
-        return (critic_loss + actor_loss + alpha_loss).sum(), metrics
+        return cql_gap

@@ -60,13 +60,9 @@ def plot_finetune_run(
     with style():
         fig, ax = plt.subplots(figsize=(6.0, 3.6))
         color = variant_color("sft")
+        steps = curve["step"]
         ax.plot(
-            curve["step"],
-            curve["executed_score"],
-            color=color,
-            marker="o",
-            ms=3,
-            label="executed policy",
+            steps, curve["executed_score"], color=color, marker="o", ms=3, label="executed policy"
         )
         ax.plot(
             curve["step"],

@@ -171,29 +171,45 @@ def write_synthetic_study(
                     _write_pretrain(study_dir, dataset_id, algo, seed, task_draw["s0"], rng)
                 for variant in variants:
                     out = run_dir(root, study, dataset_id, algo, variant, seed)
-                    out.mkdir(parents=True, exist_ok=True)
-                    curve, events = _run(rng, variant, steps, online_steps, reset_every, task_draw)
-                    curve.to_csv(out / EVAL_CSV, index=False)
-                    events.to_csv(out / EVENTS_CSV, index=False)
-                    (out / PARAMS_FILE).write_text(
-                        f"# synthetic run\nstudy: {study}\ndataset_id: {dataset_id}\n"
-                        f"algo: {algo}\nvariant: {variant}\nseed: {seed}\n"
-                        f"online_steps: {online_steps}\n"
-                    )
-                    switches = events.loc[events["event"] == "switch", "step"]
-                    summary = stability_metrics(steps, curve["executed_score"].to_numpy())
-                    summary.update(
-                        switch_step=int(switches.min()) if len(switches) else None,
-                        n_resets=int((events["event"] == "reset").sum()),
-                        wall_time_s=round(float(rng.uniform(300.0, 600.0)), 1),
-                        online_steps=online_steps,
-                        variant=variant,
-                        algo=algo,
-                        dataset_id=dataset_id,
-                        seed=seed,
-                    )
-                    atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
+                    run = _run(rng, variant, steps, online_steps, reset_every, task_draw)
+                    names = (study, dataset_id, algo, variant, seed)
+                    _write_run(out, rng, run, steps, online_steps, names)
     return study_dir
+
+
+def _write_run(
+    out: Path,
+    rng: np.random.Generator,
+    run: tuple[pd.DataFrame, pd.DataFrame],
+    steps: np.ndarray,
+    online_steps: int,
+    names: tuple[str, str, str, str, int],
+) -> None:
+    """One synthetic run's files, ``summary.json`` last (its wall time drawn from ``rng``);
+    ``names``: study, dataset id, algorithm, variant and seed."""
+    curve, events = run
+    study, dataset_id, algo, variant, seed = names
+    out.mkdir(parents=True, exist_ok=True)
+    curve.to_csv(out / EVAL_CSV, index=False)
+    events.to_csv(out / EVENTS_CSV, index=False)
+    (out / PARAMS_FILE).write_text(
+        f"# synthetic run\nstudy: {study}\ndataset_id: {dataset_id}\n"
+        f"algo: {algo}\nvariant: {variant}\nseed: {seed}\n"
+        f"online_steps: {online_steps}\n"
+    )
+    switches = events.loc[events["event"] == "switch", "step"]
+    summary = stability_metrics(steps, curve["executed_score"].to_numpy())
+    summary.update(
+        switch_step=int(switches.min()) if len(switches) else None,
+        n_resets=int((events["event"] == "reset").sum()),
+        wall_time_s=round(float(rng.uniform(300.0, 600.0)), 1),
+        online_steps=online_steps,
+        variant=variant,
+        algo=algo,
+        dataset_id=dataset_id,
+        seed=seed,
+    )
+    atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
 
 
 def _write_pretrain(

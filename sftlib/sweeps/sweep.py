@@ -72,9 +72,8 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
@@ -83,8 +82,9 @@ from sftlib.layout import (
     PARAMS_FILE,
     SUMMARY,
 )
-from sftlib.sweeps.cost import CostEstimate, format_duration, hours_label
-from sftlib.sweeps.plan import Run, RunKind, plan
+from sftlib.sweeps.cost import CostEstimate
+from sftlib.sweeps.outcome import RunResult, SweepReport, result_of
+from sftlib.sweeps.plan import Run, plan
 from sftlib.sweeps.runlock import RunLocked, run_lock
 from sftlib.sweeps.status import log_line, record_actual, write_sweep_file
 from sftlib.sweeps.study import StudyParams
@@ -102,127 +102,6 @@ SCHEDULERS = ("local", "inprocess", "tcp://host:port")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in IPython tracebacks
 
-Status = Literal["done", "skipped", "failed"]
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class RunResult:
-    """What happened to one run."""
-
-    name: str
-    kind: RunKind
-    out_dir: str
-    status: Status
-    """``done`` (executed now), ``skipped`` (already complete) or ``failed``."""
-    error: str | None = None
-    """One line: the failing cell's ``ename: evalue``, a refusal, or the upstream failure."""
-    notebook: str | None = None
-    """The executed notebook (holds the failing cell's traceback), when one was written."""
-    seconds: float = 0.0
-    label: str = ""
-    """The name with the other seeds a batched run trained (:attr:`Run.label`)."""
-
-    def line(self) -> str:
-        """One line for the console: status, wall time, run name (and the error, if any)."""
-        text = f"{self.status:<7} {self.seconds:6.0f}s  {self.label or self.name}"
-        return f"{text}  ({self.error})" if self.error else text
-
-
-@dataclass
-class SweepReport:
-    """Outcome of :func:`run_sweep`, one :class:`RunResult` per planned run."""
-
-    study: str
-    results: list[RunResult] = field(default_factory=list)
-    estimate: CostEstimate | None = None
-    """The cost estimated before the sweep started (``None``: not estimated)."""
-    wall_seconds: float = 0.0
-    """Wall time of the sweep, dataset phase included."""
-
-    def by_status(self, status: Status) -> list[RunResult]:
-        return [r for r in self.results if r.status == status]
-
-    @property
-    def done(self) -> list[RunResult]:
-        return self.by_status("done")
-
-    @property
-    def skipped(self) -> list[RunResult]:
-        return self.by_status("skipped")
-
-    @property
-    def failed(self) -> list[RunResult]:
-        return self.by_status("failed")
-
-    @property
-    def exit_code(self) -> int:
-        """0 if nothing failed, else 1."""
-        return 1 if self.failed else 0
-
-    def table(self) -> str:
-        """Counts per kind and status, then every failure with notebook and error."""
-        rows = [("", "done", "skipped", "failed")]
-        for kind in ("pretrain", "finetune"):
-            rs = [r for r in self.results if r.kind == kind]
-            rows.append(
-                (
-                    kind,
-                    *(str(sum(r.status == s for r in rs)) for s in ("done", "skipped", "failed")),
-                )
-            )
-        rows.append(("total", str(len(self.done)), str(len(self.skipped)), str(len(self.failed))))
-        lines = [f"sweep {self.study}: {len(self.results)} runs"]
-        lines += [f"  {a:<10}{b:>8}{c:>9}{d:>8}" for a, b, c, d in rows]
-        if self.failed:
-            lines.append("failed runs:")
-            for r in self.failed:
-                lines.append(f"  {r.name}")
-                if r.notebook:
-                    lines.append(f"    notebook: {r.notebook}")
-                lines.append(f"    error:    {r.error}")
-        if self.estimate is not None and self.done:
-            lines.append(self.estimate_against_actual())
-        return "\n".join(lines)
-
-    def estimate_against_actual(self) -> str:
-        """The estimated cost of the runs executed now against what they took."""
-        estimate = self.estimate
-        assert estimate is not None
-        seconds = {run.name: run.seconds for run in estimate.runs}
-        estimated = sum(seconds.get(r.name, 0.0) for r in self.done)
-        actual = sum(r.seconds for r in self.done)
-        hours = hours_label(estimate.device)
-        return (
-            f"cost of the {len(self.done)} runs executed: estimated {estimated / 3600:.2f} "
-            f"{hours}, actual {actual / 3600:.2f} ({actual / max(estimated, 1e-9):.2f}x); wall "
-            f"time estimated {format_duration(estimate.wall_seconds)} with "
-            f"{estimate.workers} worker(s), actual {format_duration(self.wall_seconds)}"
-        )
-
-
-def _result(
-    run: Run,
-    status: Status,
-    error: str | None = None,
-    t0: float | None = None,
-    notebook: bool = False,
-) -> RunResult:
-    nb = run.executed_notebook if notebook and run.executed_notebook.exists() else None
-    return RunResult(
-        run.name,
-        run.kind,
-        str(run.out_dir),
-        status,
-        error,
-        str(nb) if nb else None,
-        time.time() - t0 if t0 else 0.0,
-        run.label,
-    )
-
-
 # --------------------------------------------------------------------------- one run
 
 
@@ -234,9 +113,9 @@ def execute_run(run: Run, upstream: RunResult | None = None) -> RunResult:
     """
     t0 = time.time()
     if upstream is not None and upstream.status == "failed":
-        return _result(run, "failed", f"pretraining failed: {upstream.out_dir}")
+        return result_of(run, "failed", f"pretraining failed: {upstream.out_dir}")
     if run.complete:
-        return _result(run, "skipped")
+        return result_of(run, "skipped")
     for k, v in THREAD_ENV.items():
         os.environ.setdefault(k, v)  # the kernel inherits this process's environment
     for directory in run.dirs:
@@ -251,11 +130,11 @@ def execute_run(run: Run, upstream: RunResult | None = None) -> RunResult:
                 for directory in run.dirs:  # every seed of a batch is locked
                     locks.enter_context(run_lock(directory, log))
                 if run.complete:  # finished by another sweep between our checks
-                    return _result(run, "skipped")
+                    return result_of(run, "skipped")
                 return _execute_locked(run, logf, log, t0)
         except RunLocked as e:
             log(f"refused: {e}")
-            return _result(run, "failed", str(e), t0)
+            return result_of(run, "failed", str(e), t0)
 
 
 def _local_kernel_manager() -> type:
@@ -322,16 +201,16 @@ def _execute_locked(run: Run, logf: Any, log: Callable[[str], None], t0: float) 
         error = f"cell {e.exec_count}: {e.ename}: {e.evalue}"
         tb = _ANSI.sub("", "\n".join(e.traceback or []))
         log(f"failed: {error}\n{tb}")
-        return _result(run, "failed", error, t0, notebook=True)
+        return result_of(run, "failed", error, t0, notebook=True)
     except Exception as e:  # kernel died, notebook missing, ...: still only this run fails
         log(f"failed:\n{traceback.format_exc()}")
-        return _result(run, "failed", f"{type(e).__name__}: {e}", t0, notebook=True)
+        return result_of(run, "failed", f"{type(e).__name__}: {e}", t0, notebook=True)
     if not run.complete:
         error = f"the notebook finished without writing {SUMMARY}"
         log(f"failed: {error}")
-        return _result(run, "failed", error, t0, notebook=True)
+        return result_of(run, "failed", error, t0, notebook=True)
     log(f"done in {time.time() - t0:.0f}s")
-    return _result(run, "done", None, t0, notebook=True)
+    return result_of(run, "done", None, t0, notebook=True)
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -422,33 +301,8 @@ def run_sweep(
     started = time.time()
     workers = default_workers(scheduler, n_workers)
     sweep_file = write_sweep_file(study_params, runs, results_root, workers, estimate)
-    results: dict[str, RunResult] = {}
-    todo: list[Run] = []
-    for r in runs:
-        if r.complete:
-            results[r.name] = _result(r, "skipped")
-        else:
-            todo.append(r)
-
-    dataset_errors = _dataset_phase(todo, ensure_datasets)
-    runnable = []
-    for r in todo:
-        if r.dataset_id in dataset_errors:
-            results[r.name] = _result(
-                r, "failed", f"dataset {r.dataset_id} unavailable: {dataset_errors[r.dataset_id]}"
-            )
-        else:
-            runnable.append(r)
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=len(runs),
-        initial=len(results),
-        desc=f"sweep {study_params.study}",
-        unit="run",
-        disable=not progress,
-    )
+    results, runnable = _triage(runs, ensure_datasets)
+    bar = _progress_bar(study_params.study, len(runs), len(results), progress)
 
     def record(res: RunResult) -> None:
         results[res.name] = res
@@ -474,6 +328,37 @@ def run_sweep(
     if show:
         print(report.table())
     return report
+
+
+def _triage(
+    runs: list[Run], ensure_datasets: bool | Callable[[str], Any]
+) -> tuple[dict[str, RunResult], list[Run]]:
+    """The results known before anything runs (complete runs skipped, runs whose dataset is
+    unavailable failed) and the runs to execute, after the dataset phase."""
+    results: dict[str, RunResult] = {}
+    todo: list[Run] = []
+    for r in runs:
+        if r.complete:
+            results[r.name] = result_of(r, "skipped")
+        else:
+            todo.append(r)
+    dataset_errors = _dataset_phase(todo, ensure_datasets)
+    runnable = []
+    for r in todo:
+        if r.dataset_id in dataset_errors:
+            error = f"dataset {r.dataset_id} unavailable: {dataset_errors[r.dataset_id]}"
+            results[r.name] = result_of(r, "failed", error)
+        else:
+            runnable.append(r)
+    return results, runnable
+
+
+def _progress_bar(study: str, total: int, initial: int, progress: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, initial=initial, desc=f"sweep {study}", unit="run", disable=not progress
+    )
 
 
 def _dataset_phase(todo: list[Run], ensure: bool | Callable[[str], Any]) -> dict[str, str]:
@@ -530,9 +415,9 @@ def _run_dask(client: Any, runs: list[Run], record: Callable[[RunResult], None])
         except Exception as e:  # the worker died (KilledWorker), cancelled, ...
             up = pre_futures.get(r.pretrain_dir) if r.pretrain_dir else None
             if up is not None and up.status == "error":
-                res = _result(r, "failed", f"pretraining failed: {r.pretrain_dir}")
+                res = result_of(r, "failed", f"pretraining failed: {r.pretrain_dir}")
             else:
-                res = _result(r, "failed", f"{type(e).__name__}: {e}", notebook=True)
+                res = result_of(r, "failed", f"{type(e).__name__}: {e}", notebook=True)
         record(res)
 
 

@@ -174,10 +174,7 @@ def _train(
 
     clock_start = time.perf_counter() - elapsed
     sums = MetricSums()
-    loggers = [
-        make_logger(c.logger, out, run_tags(out, c.dataset_id, c.algo, PRETRAIN_DIRNAME, c.seed))
-        for c, out in zip(configs, dirs, strict=True)
-    ]
+    loggers = [_live(c, out) for c, out in zip(configs, dirs, strict=True)]
     seeds = ",".join(str(c.seed) for c in configs)
     bar = tqdm(
         range(start + 1, config.offline_steps + 1),
@@ -201,21 +198,7 @@ def _train(
             if step % config.checkpoint_every == 0 and step < config.offline_steps and not sums:
                 # Only at evaluation boundaries, so the running loss means restart empty.
                 elapsed = time.perf_counter() - clock_start
-                agent_state = agent.state_dict()
-                for index, (seed_config, out) in enumerate(zip(configs, dirs, strict=True)):
-                    atomic_torch_save(
-                        out / STATE,
-                        {
-                            "agent": seed_state(agent_state, index),
-                            "generator": rngs[index].bit_generator.state,
-                            "step": step,
-                            "evals": evals[index],
-                            "train": train_rows[index],
-                            "elapsed": elapsed,
-                            "config": comparable_config(seed_config),
-                            "format": AGENT_FORMAT,
-                        },
-                    )
+                _save_checkpoints(configs, dirs, agent, rngs, step, evals, train_rows, elapsed)
     finally:
         for logger in loggers:
             logger.close()
@@ -233,6 +216,41 @@ def _train(
         )
         for index, (seed_config, out) in enumerate(zip(configs, dirs, strict=True))
     ]
+
+
+def _live(config: PretrainConfig, out: Path) -> RunLogger:
+    """The live logger of one seed's pretraining run (``logger``)."""
+    tags = run_tags(out, config.dataset_id, config.algo, PRETRAIN_DIRNAME, config.seed)
+    return make_logger(config.logger, out, tags)
+
+
+def _save_checkpoints(
+    configs: list[PretrainConfig],
+    dirs: list[Path],
+    agent: Agent,
+    rngs: list[np.random.Generator],
+    step: int,
+    evals: list[list[dict]],
+    train_rows: list[list[dict]],
+    elapsed: float,
+) -> None:
+    """Each seed's resumable checkpoint at ``step``: its slice of the stacked agent, its
+    generator and its logs."""
+    agent_state = agent.state_dict()
+    for index, (seed_config, out) in enumerate(zip(configs, dirs, strict=True)):
+        atomic_torch_save(
+            out / STATE,
+            {
+                "agent": seed_state(agent_state, index),
+                "generator": rngs[index].bit_generator.state,
+                "step": step,
+                "evals": evals[index],
+                "train": train_rows[index],
+                "elapsed": elapsed,
+                "config": comparable_config(seed_config),
+                "format": AGENT_FORMAT,
+            },
+        )
 
 
 def _stacked_agent(
