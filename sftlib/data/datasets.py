@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import minari
@@ -41,6 +42,7 @@ from sftlib.data.goals import (
     success_key,
 )
 from sftlib.data.rollouts import from_env_action
+from sftlib.data.store import dataset_dir, files_problem
 
 
 class DatasetError(ValueError):
@@ -95,24 +97,49 @@ def make_local_hint(dataset_id: str) -> str:
     return MAKE_LOCAL_POINTMAZE_HINT if "pointmaze" in dataset_id else MAKE_LOCAL_HINT
 
 
+def remake_hint(dataset_id: str) -> str:
+    """How to replace a broken copy of ``dataset_id`` in the local store (the factories'
+    exact commands: :func:`sftlib.factory.catalog.remake_command`)."""
+    if not dataset_id.startswith("local/"):
+        return f"`minari delete {dataset_id} && minari download {dataset_id}`"
+    return (
+        f"`minari delete {dataset_id}`, then make it again: the next sweep (or "
+        f"sftlib.factory.ensure_dataset) remakes the factories' local ids. "
+        + make_local_hint(dataset_id)
+    )
+
+
+def unreadable(dataset_id: str, path: Path | str, problem: str, remake: str | None = None):
+    """The :class:`DatasetError` for a copy of ``dataset_id`` in the store that cannot be used:
+    the id, the file, what is wrong with it and how to remake it."""
+    return DatasetError(
+        f"dataset {dataset_id!r} in the local Minari store cannot be used: {path} {problem}. "
+        f"Remake it: {remake or remake_hint(dataset_id)}"
+    )
+
+
 def load_dataset(dataset_id: str, download: bool = True) -> minari.MinariDataset:
     """Load a Minari dataset by id: a local one, else download a remote one.
 
     Remote ids (e.g. ``mujoco/hopper/medium-v0``) need the ``[remote]`` extra
     (huggingface_hub) and network access. Any failure is one :class:`DatasetError`
-    naming the id, the reason and how to make a local dataset instead.
+    naming the id, the reason and what to do: how to make a local dataset instead, or, for
+    a copy in the store that cannot be used (truncated, corrupt, half-written by a killed
+    build), the file and how to remake it.
     """
     try:
         validate_dataset_id(dataset_id)
     except ValueError as e:
         raise DatasetError(str(e)) from None
-    if dataset_id in minari.list_local_datasets():
+    problem = files_problem(dataset_id)
+    if problem is not None:
+        raise unreadable(dataset_id, *problem)
+    if dataset_dir(dataset_id).exists():
         try:
             return minari.load_dataset(dataset_id)
-        except Exception as e:  # a half-written or corrupt local copy
-            raise DatasetError(
-                f"local dataset {dataset_id!r} exists but cannot be read ({type(e).__name__}: {e}). "
-                f"Delete it with `minari delete {dataset_id}` and make it again."
+        except Exception as e:  # anything files_problem does not look at
+            raise unreadable(
+                dataset_id, dataset_dir(dataset_id), f"cannot be read ({type(e).__name__}: {e})"
             ) from e
     if dataset_id.startswith("local/"):
         raise DatasetError(
@@ -272,7 +299,7 @@ def transitions(ds: minari.MinariDataset, *, reward_convention: str = "raw") -> 
     parts: dict[str, list[np.ndarray]] = {
         k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminals", "episode_ends")
     }
-    for ep in ds.iterate_episodes():
+    for ep in episodes(ds):
         observations = flatten_goal_obs(ep.observations) if goal_conditioned else ep.observations
         obs = np.asarray(observations, np.float32)
         parts["obs"].append(obs[:-1])
@@ -287,6 +314,16 @@ def transitions(ds: minari.MinariDataset, *, reward_convention: str = "raw") -> 
     return ReplayBuffer.from_arrays(**{k: np.concatenate(v) for k, v in parts.items()})
 
 
+def episodes(ds: minari.MinariDataset) -> Iterator[minari.EpisodeData]:
+    """``ds.iterate_episodes()``, with a file that breaks off while it is read (a copy
+    damaged after :func:`load_dataset` checked it) as one :class:`DatasetError`."""
+    try:
+        yield from ds.iterate_episodes()
+    except (OSError, KeyError) as e:  # what h5py raises for damaged files
+        did = ds.spec.dataset_id
+        raise unreadable(did, dataset_dir(did), f"cannot be read ({type(e).__name__}: {e})") from e
+
+
 def episode_returns(ds: minari.MinariDataset) -> np.ndarray:
     """Undiscounted return of every episode, shape ``[n_episodes]``."""
-    return np.array([float(np.sum(ep.rewards)) for ep in ds.iterate_episodes()])
+    return np.array([float(np.sum(ep.rewards)) for ep in episodes(ds)])

@@ -24,19 +24,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import warnings
 from pathlib import Path
 
-import gymnasium as gym
 import minari
 import numpy as np
 import torch
 from minari.data_collector import EpisodeBuffer
 
-from sftlib.data.datasets import DatasetError, announce_first_use, load_dataset
+from sftlib.data.datasets import DatasetError, announce_first_use, load_dataset, unreadable
 from sftlib.data.envs import dropping_native_noise, gym_make
 from sftlib.data.rollouts import Policy, to_env_action
+from sftlib.data.store import building, dataset_dir, files_problem
 from sftlib.factory import maze
 from sftlib.factory.behaviour import (
     BehaviourRecord,
@@ -45,48 +44,22 @@ from sftlib.factory.behaviour import (
     snapshot_policy,
     train_behaviour,
 )
+from sftlib.factory.catalog import (
+    ASSETS,
+    LEVELS,
+    LOCAL_ID,
+    check_dataset_id,
+    check_env_id,
+    dataset_id_for,
+    env_id_for,
+)
 from sftlib.utils import atomic_torch_save
 
-LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
-ASSETS = Path(__file__).parent.parent / "assets" / "behaviour"
 DEFAULT_STEPS = 100_000
-LOCAL_ID = re.compile(r"local/(?P<env>[\w\-]+)/(?P<level>[a-z\-]+)-v(?P<version>\d+)")
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sftlib" / "behaviour"
-
-
-def check_env_id(env_id: str) -> gym.Env:
-    """``gym.make(env_id)`` with a clear error for unknown ids or non-Box spaces."""
-    try:
-        env = gym_make(env_id)
-    except Exception as e:
-        raise ValueError(
-            f"unknown or unavailable gymnasium env id {env_id!r} ({type(e).__name__}: {e}). "
-            "MuJoCo ids look like 'Hopper-v5', 'HalfCheetah-v5', 'Walker2d-v5'."
-        ) from None
-    if not isinstance(env.action_space, gym.spaces.Box):
-        raise ValueError(f"env {env_id!r} has a non-continuous action space")
-    return env
-
-
-def dataset_id_for(env_id: str, level: str, version: int = 0) -> str:
-    """``Hopper-v5``, ``medium`` -> ``local/hopper/medium-v0``."""
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {list(LEVELS)}, got {level!r}")
-    name = re.sub(r"-v\d+$", "", env_id).lower()
-    return f"local/{name}/{level}-v{version}"
-
-
-def env_id_for(name: str) -> str:
-    """Inverse of :func:`dataset_id_for` for registered envs: ``hopper`` -> ``Hopper-v5``."""
-    matches = sorted(
-        i for i in gym.registry if re.sub(r"-v\d+$", "", i).lower() == name and "/" not in i
-    )
-    if not matches:
-        raise ValueError(f"no gymnasium env id matches dataset env name {name!r}")
-    return matches[-1]  # the newest version
 
 
 def behaviour_record(
@@ -183,7 +156,7 @@ def make_dataset(
     if n_steps <= 0:
         raise ValueError(f"n_steps must be positive, got {n_steps}")
     dataset_id = dataset_id or dataset_id_for(env_id, level)
-    if dataset_id in minari.list_local_datasets():
+    if dataset_dir(dataset_id).exists():  # a broken copy is an error here, before any compute
         return load_dataset(dataset_id)
     env = check_env_id(env_id)
     record = behaviour_record(env_id, progress=progress)
@@ -218,8 +191,15 @@ def create_dataset(
     description: str = "",
 ) -> minari.MinariDataset:
     """Store ``episodes`` as the local Minari dataset ``dataset_id`` with its reference
-    scores (``jax``-free: built from episode buffers)."""
-    if dataset_id in minari.list_local_datasets():
+    scores (``jax``-free: built from episode buffers).
+
+    The dataset is written aside and renamed into the store when it is complete
+    (:func:`sftlib.data.store.building`): a build killed part-way leaves nothing under
+    ``dataset_id``."""
+    if dataset_dir(dataset_id).exists():
+        problem = files_problem(dataset_id)
+        if problem is not None:
+            raise unreadable(dataset_id, *problem)
         raise DatasetError(
             f"dataset {dataset_id!r} exists already; Minari ids are never overwritten"
         )
@@ -233,16 +213,18 @@ def create_dataset(
         warnings.filterwarnings(
             "ignore", message=r"`(code_permalink|author|author_email|eval_env)`"
         )
-        return minari.create_dataset_from_buffers(
-            dataset_id=dataset_id,
-            buffer=episodes,
-            env=env_id,
-            algorithm_name=algorithm_name,
-            author="sftlib dataset factory",
-            ref_min_score=float(ref_min_score),
-            ref_max_score=float(ref_max_score),
-            description=description,
-        )
+        with building(dataset_id):
+            minari.create_dataset_from_buffers(
+                dataset_id=dataset_id,
+                buffer=episodes,
+                env=env_id,
+                algorithm_name=algorithm_name,
+                author="sftlib dataset factory",
+                ref_min_score=float(ref_min_score),
+                ref_max_score=float(ref_max_score),
+                description=description,
+            )
+    return minari.load_dataset(dataset_id)
 
 
 def make_datasets(
@@ -273,7 +255,11 @@ def make_datasets(
 def ensure_dataset(dataset_id: str) -> minari.MinariDataset:
     """Load ``dataset_id``; a missing ``local/<env>/<level>-vN`` id is made by the factory
     first (only version 0 corresponds to the default recipe), a missing
-    ``local/pointmaze/<maze>-vN`` by the PointMaze factory (:mod:`sftlib.factory.maze`)."""
+    ``local/pointmaze/<maze>-vN`` by the PointMaze factory (:mod:`sftlib.factory.maze`).
+
+    An id no factory makes, or a copy in the store that cannot be used, is one
+    :class:`DatasetError` first (:func:`sftlib.factory.catalog.check_dataset_id`)."""
+    check_dataset_id(dataset_id)
     if maze.LOCAL_ID.fullmatch(dataset_id):
         return maze.ensure_pointmaze_dataset(dataset_id)
     if dataset_id not in minari.list_local_datasets():

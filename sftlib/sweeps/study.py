@@ -26,8 +26,9 @@ from sftlib.config import (
     finetune_config,
     pretrain_config,
 )
-from sftlib.data.datasets import validate_dataset_id
-from sftlib.typecheck import describe, field_hints, matches, type_name
+from sftlib.factory.catalog import check_dataset_id
+from sftlib.layout import dataset_slug
+from sftlib.typecheck import FINITE, Range, describe, field_hints, matches, range_problem, type_name
 
 PRETRAIN_RESERVED = ("dataset_id", "algo", "seed")
 """PretrainConfig fields the sweep sets from the grid (``datasets``, ``algos``, ``seeds``)."""
@@ -65,6 +66,10 @@ def _finetune_hints() -> dict[str, Any]:
     }
 
 
+FINETUNE_RANGES: dict[str, Range] = {**SFTConfig.RANGES, **FinetuneConfig.RANGES}
+"""The ranges of the numeric keys of ``finetune:`` and ``grid:``."""
+
+
 def offline_algos() -> list[str]:
     """Algorithms :class:`PretrainConfig` accepts (those with an offline update)."""
     ok = []
@@ -75,6 +80,13 @@ def offline_algos() -> list[str]:
             continue
         ok.append(a)
     return ok
+
+
+def _repeats(values: list[Any]) -> bool:
+    """Whether two of ``values`` are the same value (``1`` and ``1.0`` are: the same config
+    under two run names); ``true`` and ``1`` are not."""
+    keys = [(isinstance(v, bool), v) if isinstance(v, int | float) else repr(v) for v in values]
+    return any(a == b for i, a in enumerate(keys) for b in keys[i + 1 :])
 
 
 def _grid_label(value: Any) -> str:
@@ -161,9 +173,20 @@ class StudyParams:
             return p
         for d in self.datasets:
             try:
-                validate_dataset_id(d)
+                check_dataset_id(d)  # unknown local ids and broken local copies, before any run
             except ValueError as e:
                 p.append(self._err("datasets", str(e)))
+        slugs: dict[str, str] = {}
+        for d in self.datasets:
+            other = slugs.setdefault(dataset_slug(d), d)
+            if other != d:
+                p.append(
+                    self._err(
+                        "datasets",
+                        f"{other!r} and {d!r} would share the run directories "
+                        f"{dataset_slug(d)}/...; keep one of them",
+                    )
+                )
         algos = offline_algos()
         for a in self.algos:
             if a not in algos:
@@ -171,9 +194,11 @@ class StudyParams:
         for v in self.variants:
             if v not in VARIANTS:
                 p.append(self._err("variants", f"unknown variant {v!r}; allowed: {list(VARIANTS)}"))
+        seeds = PretrainConfig.RANGES["seed"]
         for s in self.seeds:
-            if s < 0:
-                p.append(self._err("seeds", f"seed {s} is negative; seeds must be >= 0"))
+            problem = seeds.problem(s, integer=True)
+            if problem is not None:
+                p.append(self._err("seeds", f"seed {problem}"))
         p += self._check_section(
             "pretrain",
             self.pretrain,
@@ -181,6 +206,7 @@ class StudyParams:
             field_hints(PretrainConfig),
             PRETRAIN_RESERVED,
             "datasets, algos and seeds",
+            PretrainConfig.RANGES,
         )
         p += self._check_section(
             "finetune",
@@ -189,6 +215,7 @@ class StudyParams:
             _finetune_hints(),
             FINETUNE_RESERVED,
             "variants and seeds (pretrain_dir by the sweep)",
+            FINETUNE_RANGES,
         )
         if isinstance(self.pretrain, dict) and isinstance(self.pretrain.get("agent"), dict):
             p += self._check_agent(self.pretrain["agent"])
@@ -203,7 +230,9 @@ class StudyParams:
         hints: dict[str, Any],
         reserved: tuple[str, ...],
         set_by: str,
+        ranges: dict[str, Range],
     ) -> list[str]:
+        """Unknown and reserved keys, wrong types and numbers out of range: every one."""
         if not isinstance(values, dict):
             return [self._err(name, f"expected a mapping, got {describe(values)}")]
         p = []
@@ -215,6 +244,8 @@ class StudyParams:
                 p.append(self._err(key, f"unknown key; known {name} keys: {sorted(known)}"))
             elif not matches(v, hints[k]):
                 p.append(self._err(key, f"expected {type_name(hints[k])}, got {describe(v)}"))
+            elif (problem := range_problem(k, v, hints[k], ranges.get(k, FINITE))) is not None:
+                p.append(self._err(key, problem))
         return p
 
     def _check_agent(self, agent: dict[str, Any]) -> list[str]:
@@ -263,6 +294,8 @@ class StudyParams:
                             f"expected {type_name(hints[k])} ({cls.__name__}), got {describe(v)}",
                         )
                     )
+                elif (problem := range_problem(k, v, hints[k])) is not None:
+                    p.append(self._err(key, problem))  # the algorithm's config checks the rest
         return p
 
     def _check_grid(self) -> list[str]:
@@ -282,8 +315,10 @@ class StudyParams:
                 )
             elif not isinstance(values, list) or not values:
                 p.append(self._err(key, f"expected a non-empty list of values, got {values!r}"))
-            elif len(set(map(repr, values))) != len(values):
-                p.append(self._err(key, f"repeated values in {values!r}"))
+            elif _repeats(values):
+                p.append(
+                    self._err(key, f"repeated values in {values!r}: they would be the same runs")
+                )
             else:
                 for v in values:
                     if not isinstance(v, str | int | float | bool):
@@ -301,6 +336,10 @@ class StudyParams:
                                 f"expected values of {type_name(hints[k])}, got {describe(v)}",
                             )
                         )
+                    elif (
+                        problem := range_problem(k, v, hints[k], FINETUNE_RANGES.get(k, FINITE))
+                    ) is not None:
+                        p.append(self._err(key, problem))
                     elif not re.fullmatch(r"[\w.\-]+", _grid_label(v)):
                         p.append(self._err(key, f"value {v!r} cannot be part of a dir name"))
         return p
