@@ -78,7 +78,8 @@ class PretrainConfig:
     checkpoint_every: int = 5_000
     """Write a resumable checkpoint every this many steps."""
     device: str = "auto"
-    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    """``auto`` (CUDA only where it wins: big enough networks and seed stacks, see
+    :func:`sftlib.utils.resolve_device`), ``cpu`` or ``cuda``."""
     threads: int = 1
     """Torch CPU threads (one per process is fastest for sweeps)."""
     torch_compile: str = "auto"
@@ -310,7 +311,8 @@ class FinetuneConfig:
     checkpoint_every: int = 5_000
     """Write a resumable checkpoint at the first episode end after this many steps."""
     device: str = "auto"
-    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    """``auto`` (CUDA only where it wins: big enough networks and seed stacks, see
+    :func:`sftlib.utils.resolve_device`), ``cpu`` or ``cuda``."""
     threads: int = 1
     """Torch CPU threads."""
     torch_compile: str = "auto"

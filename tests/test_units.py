@@ -586,3 +586,30 @@ def test_steps_to_recover_counts_from_the_dip(scores, expected):
 def test_stability_metrics_bad_input_raises(steps, scores):
     with pytest.raises(ValueError, match="step 0"):
         stability_metrics(np.array(steps), np.array(scores))
+
+
+def test_auto_device_keeps_small_networks_on_the_cpu_and_big_stacks_on_the_gpu(monkeypatch):
+    import torch
+
+    from sftlib.utils import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto", (64, 64), seeds=4).type == "cpu"  # the demo's runs
+    assert resolve_device("auto", (64, 64), seeds=8).type == "cuda"
+    assert resolve_device("auto", (128, 128), seeds=1).type == "cpu"
+    assert resolve_device("auto", (128, 128), seeds=2).type == "cuda"
+    assert resolve_device("auto", (256, 256), seeds=1).type == "cuda"
+    assert resolve_device("cpu", (1024,), seeds=64).type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto", (256, 256), seeds=64).type == "cpu"
+
+
+def test_a_run_records_the_device_it_used(pretrained_dirs, tmp_path):
+    from sftlib.config import finetune_config
+    from sftlib.training.finetune import finetune
+
+    config = finetune_config(
+        dict(pretrain_dir=str(pretrained_dirs["iql"]), variant="direct", online_steps=50,
+             eval_every=50, eval_episodes=1)
+    )  # fmt: skip
+    assert finetune(config, tmp_path, progress=False).summary["device"] == "cpu"

@@ -75,7 +75,7 @@ def finetune_seeds(
     for members in pending.values():
         runs, rngs = [], []
         for index, _ in members:
-            runs.append(FineTuner(configs[index], dirs[index], offline))
+            runs.append(FineTuner(configs[index], dirs[index], offline, len(members)))
             rngs.append(torch.get_rng_state())  # as the seed's own process would have it now
             offline = runs[0].info, runs[0].offline
         checkpoints = [checkpoint for _, checkpoint in members]

@@ -203,7 +203,12 @@ def _train(
         for logger in loggers:
             logger.close()
     wall = time.perf_counter() - clock_start
-    execution = {"wall_time_s": wall, "seeds_in_process": len(configs), "compiled": agent.compiled}
+    execution = {
+        "wall_time_s": wall,
+        "seeds_in_process": len(configs),
+        "compiled": agent.compiled,
+        "device": str(agent.device),
+    }
     return [
         _write_run(
             seed_config,
@@ -259,7 +264,7 @@ def _stacked_agent(
     """One stacked agent for the seeds of ``configs`` (compiled when ``torch_compile`` says
     so) and each seed's generator; each seed's weights come from its own seed, as alone."""
     config = configs[0]
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, config.hidden, len(configs))
     rngs, agents = [], []
     for seed_config in configs:
         rngs.append(seed_everything(seed_config.seed))

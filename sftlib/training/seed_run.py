@@ -163,13 +163,15 @@ class TrainingEpisode:
 class FineTuner:
     """One seed's fine-tuning run; :func:`sftlib.training.finetune.finetune_seeds` drives it.
     ``offline``: the dataset's info and transitions, already loaded for this run's pretraining
-    checkpoint (runs of one batch share them); loaded here when ``None``."""
+    checkpoint (runs of one batch share them); loaded here when ``None``. ``seeds``: how many
+    seeds run side by side in this process (the device ``auto`` picks depends on it)."""
 
     def __init__(
         self,
         config: FinetuneConfig,
         out_dir: str | Path,
         offline: tuple[DatasetInfo, ReplayBuffer] | None = None,
+        seeds: int = 1,
     ) -> None:
         self.config, self.out = config, Path(out_dir)
         pretrain_dir = Path(config.pretrain_dir)
@@ -184,7 +186,8 @@ class FineTuner:
         check_compatible(pretrained, self.info, pretrain_dir)
         set_threads(config.threads)
         self.rng = seed_everything(config.seed)
-        self.device = resolve_device(config.device)
+        hidden = pretrained["agent"]["config"].get("hidden", ())
+        self.device = resolve_device(config.device, hidden, seeds)
         capacity = min(config.buffer_size, config.online_steps)
         self.online = ReplayBuffer(self.info.obs_dim, self.info.act_dim, capacity)
         self.learner = agent_from_state(pretrained["agent"], self.device)
@@ -391,6 +394,7 @@ class FineTuner:
             "online_steps": config.online_steps,
             "online_data": self.online_data,
             "compiled": self.learner.compiled,
+            "device": str(self.device),
             "variant": config.sft.variant,
             "control": config.sft.acting,
             "algo": self.learner.name,
