@@ -1,7 +1,14 @@
 """FlatAdam: torch's multi-tensor Adam on one flat buffer per parameter group.
 
-Agents step to exactly the numbers ``torch.optim.Adam(foreach=True)`` gives, their optimiser
-states load into each other, and the parameters really live in one buffer (the speed-up).
+Agents step to the numbers ``torch.optim.Adam(foreach=True)`` gives, their optimiser states
+load into each other, and the parameters really live in one buffer (the speed-up).
+
+FlatAdam and torch's Adam are compared within a tolerance: they run the same element-wise
+formulas, but on different tensors (one flat buffer, or one tensor per parameter), and which
+elements a CPU kernel computes in its vector loop and which in its scalar tail depends on
+the tensor sizes and the machine's vector width; the two loops may round a fused
+multiply-add differently. On the machines measured they agree to the bit; elsewhere an ulp
+apart is still the same optimiser. Runs of FlatAdam against itself compare exactly.
 """
 
 from __future__ import annotations
@@ -55,26 +62,38 @@ def train(agent, online: bool, todo: list[Batch]) -> None:
         agent.update(batch, online=online)
 
 
-def assert_same_tree(a, b, path: str = "") -> None:
+CLOSE = {"rtol": 1e-5, "atol": 1e-8}
+"""FlatAdam against torch's Adam: a few float32 ulps, far below what a wrong formula moves
+(a step is ``lr = 1e-4 .. 3e-4`` times a unit-scale ratio; eps is 1e-8)."""
+
+
+def assert_same_tree(a, b, path: str = "", close: dict | None = None) -> None:
+    """``a`` and ``b`` hold the same keys and numbers: to the bit, or within ``close``
+    (``rtol``/``atol``; integers such as step counts always exactly)."""
     if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
+        if close is None or not a.is_floating_point():
+            assert torch.equal(a, b), path
+        else:
+            torch.testing.assert_close(a, b, **close, msg=lambda m: f"{path}: {m}")
     elif isinstance(a, dict):
         assert a.keys() == b.keys(), path
         for key in a:
-            assert_same_tree(a[key], b[key], f"{path}/{key}")
+            assert_same_tree(a[key], b[key], f"{path}/{key}", close)
     elif isinstance(a, list | tuple):
         assert len(a) == len(b), path
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same_tree(x, y, f"{path}[{i}]")
+            assert_same_tree(x, y, f"{path}[{i}]", close)
     elif isinstance(a, np.ndarray):
         assert np.array_equal(a, b), path
+    elif close is not None and isinstance(a, float):
+        assert a == pytest.approx(b, rel=close["rtol"], abs=close["atol"]), path
     else:
         assert a == b, path
 
 
 @pytest.mark.parametrize("algo,online", CASES)
 @pytest.mark.parametrize("seeds", [1, 2])
-def test_agents_step_exactly_as_with_torch_adam(monkeypatch, algo, online, seeds):
+def test_agents_step_as_with_torch_adam(monkeypatch, algo, online, seeds):
     flat = build(algo, seeds)
     assert all(isinstance(o, FlatAdam) for o in flat.optimizers.values())
     train(flat, online, batches(seeds))
@@ -83,7 +102,7 @@ def test_agents_step_exactly_as_with_torch_adam(monkeypatch, algo, online, seeds
         assert not any(isinstance(o, FlatAdam) for o in reference.optimizers.values())
         train(reference, online, batches(seeds))
     # Weights, targets, and the optimiser state in torch's per-parameter layout.
-    assert_same_tree(flat.state_dict(), reference.state_dict())
+    assert_same_tree(flat.state_dict(), reference.state_dict(), close=CLOSE)
 
 
 @pytest.mark.parametrize("algo,online", [("iql", False), ("calql", True)])
@@ -101,8 +120,8 @@ def test_optimiser_states_load_both_ways(monkeypatch, algo, online):
     from_reference.load_state_dict(copy.deepcopy(reference.state_dict()))
     for agent in (flat, reference, from_flat, from_reference):
         train(agent, online, todo[5:])
-    for other in (reference, from_flat, from_reference):
-        assert_same_tree(flat.state_dict(), other.state_dict())
+    for other in (reference, from_flat, from_reference):  # each stepped by torch's Adam too
+        assert_same_tree(flat.state_dict(), other.state_dict(), close=CLOSE)
 
 
 def test_a_groups_parameters_and_moments_live_in_one_buffer():
