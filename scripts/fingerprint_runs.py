@@ -11,6 +11,7 @@ and anchor updates all happen. Prints one line per run: the SHA-256 of its ``eva
     # ... change the code ...
     python scripts/fingerprint_runs.py OUT_DIR2 > after.txt
     diff before.txt after.txt    # no output: the same numbers, run for run
+    python scripts/fingerprint_runs.py OUT_DIR2 --compare OUT_DIR   # when files gained columns
 
 Run both on one machine: numbers are bit-identical on one machine, not across machines.
 """
@@ -69,6 +70,40 @@ def fingerprint(run: Path, root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def compare(before: Path, after: Path) -> int:
+    """Whether every number of the runs under ``before`` is in the same run under ``after``:
+    each CSV's columns and rows as ``before`` has them (``after`` may add columns), each key
+    of ``before``'s summaries (``after`` may add keys; wall time and the ``before`` and
+    ``after`` folders aside), and every run of ``after`` that ``before`` has. Prints one line
+    per run and returns the number that differ."""
+    import csv
+
+    differing = 0
+    for side in ("one", "side"):
+        for run in sorted((before / side).glob("*/seed=*")):
+            other = after / run.relative_to(before)
+            problems = []
+            for name in FILES:
+                old = list(csv.DictReader((run / name).open()))
+                new = list(csv.DictReader((other / name).open()))
+                columns = list(old[0]) if old else []
+                if [[r[c] for c in columns] for r in old] != [
+                    [r.get(c) for c in columns] for r in new
+                ]:
+                    problems.append(name)
+            old = json.loads((run / "summary.json").read_text().replace(str(before), "OUT"))
+            new = json.loads((other / "summary.json").read_text().replace(str(after), "OUT"))
+            for key in set(old) - {"wall_time_s", "config"}:
+                if old[key] != new.get(key):
+                    problems.append(f"summary.{key}")
+            if any(old["config"][k] != new["config"].get(k) for k in old["config"]):
+                problems.append("summary.config")
+            differing += bool(problems)
+            label = f"{run.parent.name} {run.name} K={1 if side == 'one' else 2}"
+            print(f"{label} {'same' if not problems else 'DIFFERS: ' + ', '.join(problems)}")
+    return differing
+
+
 def rehash(root: Path) -> None:
     """Print the fingerprints of the runs already under ``root``."""
     for side, k in (("one", 1), ("side", 2)):
@@ -81,9 +116,15 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="a new folder for the dataset and the runs")
     parser.add_argument("--online-steps", type=int, default=1_200)
     parser.add_argument("--rehash", action="store_true", help="only hash the runs in OUT_DIR")
+    parser.add_argument(
+        "--compare", type=Path, default=None, metavar="BEFORE",
+        help="compare OUT_DIR's runs with BEFORE's: the numbers BEFORE has, allowing new columns",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.rehash:
         return rehash(args.out)
+    if args.compare is not None:
+        sys.exit(1 if compare(args.compare, args.out) else 0)
     os.environ["MINARI_DATASETS_PATH"] = str(args.out / "datasets")
     import torch
 
