@@ -133,8 +133,18 @@ def test_study_files_state_only_what_differs_from_the_dataclass_defaults():
 
     for path in sorted(PARAMS.glob("*.yaml")):
         data = yaml.safe_load(path.read_text()) or {}
-        pretrain = {k: v for k, v in (data.get("pretrain") or {}).items() if k != "agent"}
-        finetune = data.get("finetune") or {}
+        # A key may restate a default to undo what a file it extends sets.
+        extended = data.get("extends") or []
+        parents = [yaml.safe_load((PARAMS / p).read_text()) or {} for p in
+                   ([extended] if isinstance(extended, str) else extended)]  # fmt: skip
+        overridden = {k for p in parents for part in ("pretrain", "finetune")
+                      for k in (p.get(part) or {})}  # fmt: skip
+        pretrain = {
+            k: v
+            for k, v in (data.get("pretrain") or {}).items()
+            if k != "agent" and k not in overridden
+        }
+        finetune = {k: v for k, v in (data.get("finetune") or {}).items() if k not in overridden}
         sft_keys = set(SFTConfig.__dataclass_fields__)
         restated = _differences_from_defaults(pretrain, PretrainConfig())
         restated += _differences_from_defaults(

@@ -84,7 +84,7 @@ def plan(
     Pretraining trains up to ``seeds_per_process`` seeds of one (dataset, algo) in one
     process, as one stacked model (0: all of them): each seed still writes exactly its own
     one-seed run (:func:`sftlib.training.pretrain.pretrain_seeds`). Fine-tuning does the same, in
-    the same groups of seeds, for every variant (:func:`sftlib.training.loop.finetune_seeds`:
+    the same groups of seeds, for every variant (:func:`sftlib.training.finetune.finetune_seeds`:
     one stacked learner, each seed's decisions its own).
     """
     if seeds_per_process < 0:
