@@ -94,6 +94,7 @@ def plan(
     ft_nb = Path(finetune_notebook or FINETUNE_NOTEBOOK).resolve()
     sp = study_params
     per_process = seeds_per_process or len(sp.seeds)
+    groups = [sp.seeds[i : i + per_process] for i in range(0, len(sp.seeds), per_process)]
     pretrain: list[Run] = []
     finetune: list[Run] = []
     for dataset in sp.datasets:
@@ -102,61 +103,86 @@ def plan(
                 seed: run_dir(root, sp.study, dataset, algo, PRETRAIN_DIRNAME, seed)
                 for seed in sp.seeds
             }
-            for first in range(0, len(sp.seeds), per_process):
-                lead, *others = sp.seeds[first : first + per_process]
-                out = pretrain_dirs[lead]
-                params = resolved_pretrain(sp.pretrain_params(dataset, algo, lead))
-                batch = {seed: pretrain_dirs[seed] for seed in others}
-                extras = {
-                    "out_dir": str(out),
-                    "other_seeds": list(batch),
-                    "other_out_dirs": [str(d) for d in batch.values()],
-                }
+            for group in groups:
                 pretrain.append(
-                    Run(
-                        "pretrain",
-                        out.relative_to(root).as_posix(),
-                        out,
-                        pre_nb,
-                        {**params, **extras},
-                        dataset,
-                        batch=batch,
-                    )
+                    _pretrain_run(sp, root, pre_nb, dataset, algo, group, pretrain_dirs)
                 )
-            groups = [sp.seeds[i : i + per_process] for i in range(0, len(sp.seeds), per_process)]
+            # The seeds of a pretraining process fine-tune together, as one stacked learner.
             for variant in sp.variants:
-                # The seeds of a pretraining process fine-tune together, as one stacked learner.
                 for point in sp.grid_points():
-                    label = variant + sp.grid_suffix(point)
                     for group in groups:
-                        lead, *others = group
-                        out_dirs = {
-                            seed: run_dir(root, sp.study, dataset, algo, label, seed)
-                            for seed in group
-                        }
-                        params = resolved_finetune(
-                            sp.finetune_params(variant, lead, str(pretrain_dirs[lead]), point)
-                        )
-                        extras: dict[str, Any] = {"out_dir": str(out_dirs[lead])}
-                        if others:
-                            extras.update(
-                                other_seeds=others,
-                                other_out_dirs=[str(out_dirs[s]) for s in others],
-                                other_pretrain_dirs=[str(pretrain_dirs[s]) for s in others],
-                            )
                         finetune.append(
-                            Run(
-                                "finetune",
-                                out_dirs[lead].relative_to(root).as_posix(),
-                                out_dirs[lead],
+                            _finetune_run(
+                                sp,
+                                root,
                                 ft_nb,
-                                {**params, **extras},
                                 dataset,
-                                pretrain_dir=pretrain_dirs[lead],
-                                batch={seed: out_dirs[seed] for seed in others},
-                            )
+                                algo,
+                                variant,
+                                point,
+                                group,
+                                pretrain_dirs,
+                            )  # fmt: skip
                         )
     return pretrain + finetune
+
+
+def _pretrain_run(
+    sp: StudyParams,
+    root: Path,
+    notebook: Path,
+    dataset: str,
+    algo: str,
+    group: list[int],
+    pretrain_dirs: dict[int, Path],
+) -> Run:
+    """The pretraining run of one group of seeds (the first seed's run directory)."""
+    lead, *others = group
+    out = pretrain_dirs[lead]
+    params = resolved_pretrain(sp.pretrain_params(dataset, algo, lead))
+    batch = {seed: pretrain_dirs[seed] for seed in others}
+    extras = {
+        "out_dir": str(out),
+        "other_seeds": list(batch),
+        "other_out_dirs": [str(d) for d in batch.values()],
+    }
+    name = out.relative_to(root).as_posix()
+    return Run("pretrain", name, out, notebook, {**params, **extras}, dataset, batch=batch)
+
+
+def _finetune_run(
+    sp: StudyParams,
+    root: Path,
+    notebook: Path,
+    dataset: str,
+    algo: str,
+    variant: str,
+    point: dict[str, Any],
+    group: list[int],
+    pretrain_dirs: dict[int, Path],
+) -> Run:
+    """The fine-tuning run of one group of seeds for one variant and grid point."""
+    label = variant + sp.grid_suffix(point)
+    lead, *others = group
+    out_dirs = {seed: run_dir(root, sp.study, dataset, algo, label, seed) for seed in group}
+    params = resolved_finetune(sp.finetune_params(variant, lead, str(pretrain_dirs[lead]), point))
+    extras: dict[str, Any] = {"out_dir": str(out_dirs[lead])}
+    if others:
+        extras.update(
+            other_seeds=others,
+            other_out_dirs=[str(out_dirs[s]) for s in others],
+            other_pretrain_dirs=[str(pretrain_dirs[s]) for s in others],
+        )
+    return Run(
+        "finetune",
+        out_dirs[lead].relative_to(root).as_posix(),
+        out_dirs[lead],
+        notebook,
+        {**params, **extras},
+        dataset,
+        pretrain_dir=pretrain_dirs[lead],
+        batch={seed: out_dirs[seed] for seed in others},
+    )
 
 
 def describe_plan(runs: list[Run]) -> str:

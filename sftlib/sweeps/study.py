@@ -171,29 +171,7 @@ class StudyParams:
                 p.append(self._err(key, f"repeated value(s) {dup}; each run needs its own dir"))
         if p:
             return p
-        for d in self.datasets:
-            try:
-                check_dataset_id(d)  # unknown local ids and broken local copies, before any run
-            except ValueError as e:
-                p.append(self._err("datasets", str(e)))
-        slugs: dict[str, str] = {}
-        for d in self.datasets:
-            other = slugs.setdefault(dataset_slug(d), d)
-            if other != d:
-                p.append(
-                    self._err(
-                        "datasets",
-                        f"{other!r} and {d!r} would share the run directories "
-                        f"{dataset_slug(d)}/...; keep one of them",
-                    )
-                )
-        algos = offline_algos()
-        for a in self.algos:
-            if a not in algos:
-                p.append(self._err("algos", f"unknown algorithm {a!r}; allowed: {algos}"))
-        for v in self.variants:
-            if v not in VARIANTS:
-                p.append(self._err("variants", f"unknown variant {v!r}; allowed: {list(VARIANTS)}"))
+        p += self._check_names()
         seeds = PretrainConfig.RANGES["seed"]
         for s in self.seeds:
             problem = seeds.problem(s, integer=True)
@@ -220,6 +198,35 @@ class StudyParams:
         if isinstance(self.pretrain, dict) and isinstance(self.pretrain.get("agent"), dict):
             p += self._check_agent(self.pretrain["agent"])
         p += self._check_grid()
+        return p
+
+    def _check_names(self) -> list[str]:
+        """Datasets (known to a factory or the store, none sharing a run directory),
+        algorithms with an offline phase and variants of the table."""
+        p: list[str] = []
+        for d in self.datasets:
+            try:
+                check_dataset_id(d)  # unknown local ids and broken local copies, before any run
+            except ValueError as e:
+                p.append(self._err("datasets", str(e)))
+        slugs: dict[str, str] = {}
+        for d in self.datasets:
+            other = slugs.setdefault(dataset_slug(d), d)
+            if other != d:
+                p.append(
+                    self._err(
+                        "datasets",
+                        f"{other!r} and {d!r} would share the run directories "
+                        f"{dataset_slug(d)}/...; keep one of them",
+                    )
+                )
+        algos = offline_algos()
+        for a in self.algos:
+            if a not in algos:
+                p.append(self._err("algos", f"unknown algorithm {a!r}; allowed: {algos}"))
+        for v in self.variants:
+            if v not in VARIANTS:
+                p.append(self._err("variants", f"unknown variant {v!r}; allowed: {list(VARIANTS)}"))
         return p
 
     def _check_section(

@@ -160,18 +160,7 @@ def _train(
     config = configs[0]
     set_threads(config.threads)
     agent, rngs = _stacked_agent(configs, info, Normalizer.fit(buffer.obs[: buffer.size]))
-    start = 0
-    evals: list[list[dict]] = [[] for _ in configs]
-    train_rows: list[list[dict]] = [[] for _ in configs]
-    elapsed = 0.0
-    if states[0] is not None:
-        agent.load_state_dict(stack_states([s["agent"] for s in states]))
-        for rng, state in zip(rngs, states, strict=True):
-            rng.bit_generator.state = state["generator"]
-        start, elapsed = states[0]["step"], states[0]["elapsed"]
-        evals = [s["evals"] for s in states]
-        train_rows = [s["train"] for s in states]
-
+    start, elapsed, evals, train_rows = _resume(agent, rngs, states)
     clock_start = time.perf_counter() - elapsed
     sums = MetricSums()
     loggers = [_live(c, out) for c, out in zip(configs, dirs, strict=True)]
@@ -221,6 +210,21 @@ def _train(
         )
         for index, (seed_config, out) in enumerate(zip(configs, dirs, strict=True))
     ]
+
+
+def _resume(
+    agent: Agent, rngs: list[np.random.Generator], states: list[dict | None]
+) -> tuple[int, float, list[list[dict]], list[list[dict]]]:
+    """Put the stacked ``agent`` and the seeds' generators back into their checkpoints'
+    ``states`` (when there are any); ``(step, elapsed seconds, evaluations, training rows)``
+    per seed to continue from."""
+    if states[0] is None:
+        return 0, 0.0, [[] for _ in states], [[] for _ in states]
+    agent.load_state_dict(stack_states([s["agent"] for s in states]))
+    for rng, state in zip(rngs, states, strict=True):
+        rng.bit_generator.state = state["generator"]
+    evals = [s["evals"] for s in states]
+    return states[0]["step"], states[0]["elapsed"], evals, [s["train"] for s in states]
 
 
 def _live(config: PretrainConfig, out: Path) -> RunLogger:
