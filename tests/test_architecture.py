@@ -152,6 +152,18 @@ def test_every_list_of_variants_follows_the_variants_table():
     assert set(figures.VARIANT_COLORS) == set(VARIANTS)
 
 
+def test_every_metric_a_run_reports_is_in_the_metrics_table():
+    import numpy as np
+
+    from sftlib.analysis import metric_table, metrics
+
+    reported = set(metrics.METRICS) | {"online_regret", "worst_training_episode"}
+    reported |= {"learner_score_final", "right_call_share"}
+    assert set(metrics.online_cost(np.ones(1), np.ones(1))) - {"training_episodes"} <= reported
+    assert reported <= set(metric_table.METRICS)
+    assert set(metric_table.STABILITY_METRICS) <= reported
+
+
 def test_no_module_is_over_500_lines():
     long = {
         str(p.relative_to(PACKAGE.parent)): n

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 METRICS = ("score_offline", "score_final", "score_max", "auc", "dip", "steps_to_recover", "regret")
+"""The keys :func:`stability_metrics` returns (each described in
+:data:`sftlib.analysis.metric_table.METRICS`)."""
 
 
 def stability_metrics(steps: np.ndarray, scores: np.ndarray) -> dict[str, float | int | None]:
