@@ -96,12 +96,20 @@ def compare(before: Path, after: Path) -> int:
             for key in set(old) - {"wall_time_s", "config"}:
                 if old[key] != new.get(key):
                     problems.append(f"summary.{key}")
-            if any(old["config"][k] != new["config"].get(k) for k in old["config"]):
+            if not _contains(new["config"], old["config"]):
                 problems.append("summary.config")
             differing += bool(problems)
             label = f"{run.parent.name} {run.name} K={1 if side == 'one' else 2}"
             print(f"{label} {'same' if not problems else 'DIFFERS: ' + ', '.join(problems)}")
     return differing
+
+
+def _contains(new: dict, old: dict) -> bool:
+    """Whether ``new`` holds every key of ``old`` (nested dicts key by key) with its value."""
+    return all(
+        _contains(new.get(k) or {}, v) if isinstance(v, dict) else new.get(k) == v
+        for k, v in old.items()
+    )
 
 
 def rehash(root: Path) -> None:
