@@ -126,31 +126,26 @@ class StateSelection(PolicyExpansion):
         )  # fmt: skip
         return estimates.combine(self.config.estimator, self.config.kappa), estimates
 
-    def vetoed(self, estimates: Estimates) -> bool:
-        """Whether the Monte-Carlo veto (``mc_veto``) refuses what the critics favour."""
-        if not self.config.mc_veto:
-            return False
+    def _mc_evidence(self, estimates: Estimates) -> tuple:
+        """The Monte-Carlo evidence of ``estimates`` as :func:`mc_vetoes` and
+        :func:`mc_promotes` take it."""
         mc = estimates.mc
-        return mc_vetoes(
+        learner_share = estimates.exec_share.get("learner", 0.0)
+        return (
             mc.get("learner"),
             mc.get("anchor"),
             self.config.margin,
-            estimates.exec_share.get("learner", 0.0),
+            learner_share,
             self.config.mc_min_share,
         )
 
+    def vetoed(self, estimates: Estimates) -> bool:
+        """Whether the Monte-Carlo veto (``mc_veto``) refuses what the critics favour."""
+        return self.config.mc_veto and mc_vetoes(*self._mc_evidence(estimates))
+
     def mc_favours(self, estimates: Estimates) -> bool:
         """Whether Monte-Carlo evidence promotes the learner (``mc_promote``)."""
-        if not self.config.mc_promote:
-            return False
-        mc = estimates.mc
-        return mc_promotes(
-            mc.get("learner"),
-            mc.get("anchor"),
-            self.config.margin,
-            estimates.exec_share.get("learner", 0.0),
-            self.config.mc_min_share,
-        )
+        return self.config.mc_promote and mc_promotes(*self._mc_evidence(estimates))
 
     def fqe_critics(self) -> dict[str, FQE]:
         return self.fqe
