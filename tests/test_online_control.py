@@ -232,3 +232,28 @@ def test_training_episodes_are_logged_with_their_cost(pretrained_dirs, tmp_path)
     starts = episodes["start_step"].to_numpy()
     assert starts[0] == 1 and (np.diff(starts) == episodes["length"].to_numpy()[:-1]).all()
     assert result.summary["decisions"] >= result.summary["right_calls"] >= 0
+
+
+@pytest.mark.parametrize("variant", ["warmup", "sft-episode"])
+def test_new_controls_side_by_side_write_each_seeds_one_seed_run(
+    pretrained_dirs, tmp_path, variant
+):
+    """The one loop serves the new controls too: two seeds side by side write the files each
+    writes alone, to the bit (same machine, eager update)."""
+    from sftlib.training.finetune import finetune_seeds
+
+    def config(seed: int):
+        return finetune_config(
+            {**BASE, "pretrain_dir": str(pretrained_dirs["iql"]), "variant": variant,
+             "seed": seed, "warmup_steps": 100, "probe_every": 2, "promote_min_episodes": 2,
+             "torch_compile": "off"}
+        )  # fmt: skip
+
+    for seed in (0, 1):
+        finetune(config(seed), tmp_path / "alone" / str(seed), progress=False)
+    finetune_seeds([config(0), config(1)], [tmp_path / "side" / "0", tmp_path / "side" / "1"],
+                   progress=False)  # fmt: skip
+    for seed in ("0", "1"):
+        for name in ("eval.csv", "events.csv", "episodes.csv", "train.csv"):
+            alone = (tmp_path / "alone" / seed / name).read_bytes()
+            assert alone == (tmp_path / "side" / seed / name).read_bytes(), (seed, name)
