@@ -25,17 +25,17 @@ from pathlib import Path
 
 from sftlib.config import PretrainConfig, finetune_config
 from sftlib.factory import ensure_dataset
-from sftlib.training.finetune import finetune
-from sftlib.training.finetune import finetune_seeds
+from sftlib.training.finetune import finetune, finetune_seeds
 from sftlib.training.pretrain import pretrain_seeds
 from sftlib.utils import set_threads
+from sftlib.variants import VARIANTS
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dataset", default="local/hopper/medium-v0")
     p.add_argument("--algo", default="iql", choices=["iql", "td3bc", "calql", "sac"])
-    p.add_argument("--variant", default="direct", choices=["direct", "pex", "sft"])
+    p.add_argument("--variant", default="direct", choices=list(VARIANTS))
     p.add_argument("--hidden", type=int, default=64, help="width of the 2 hidden layers")
     p.add_argument("--seeds", type=int, nargs="+", default=[3, 8], help="K values to time")
     p.add_argument("--steps", type=int, default=2000, help="online steps per seed")
