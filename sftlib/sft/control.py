@@ -4,8 +4,12 @@ The fine-tuning loop (:mod:`sftlib.training.finetune`) asks a control which acti
 (:meth:`Control.act`) and tells it what happened: the updates of a step are done
 (:meth:`Control.review`), a training episode ended (:meth:`Control.episode_ended`). Each
 control owns its decisions, its state and its checkpoint state; the loop holds no variant
-checks. Implementations: :class:`LearnerAlone` (``direct``), :class:`PolicyExpansion`
-(``pex``) and SFT's per-state selection (:class:`sftlib.sft.state_control.StateSelection`).
+checks. Implementations: :class:`LearnerAlone` (``direct``), :class:`Warmup` (``warmup``),
+:class:`PolicyExpansion` (``pex``), and SFT's two controls: per-state selection
+(:class:`sftlib.sft.state_control.StateSelection`) and one policy per training episode
+(:class:`sftlib.sft.episode_control.EpisodeSelection`). Adding a way of choosing who acts is
+one class here (or beside), its entry in ``CONTROL_CLASSES``
+(:mod:`sftlib.training.seed_run`) and the variants table (:mod:`sftlib.variants`).
 """
 
 from __future__ import annotations

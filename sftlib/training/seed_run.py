@@ -5,12 +5,17 @@ runs step by step is :func:`sftlib.training.finetune.finetune_seeds`.
 Run directory (``out_dir``):
 
 - ``eval.csv``: ``step, executed_score, learner_score, executed_return, learner_return``
-  (step 0 is the offline policy; scores normalised 0-100 with the dataset's references);
-- ``events.csv``: ``step, event, detail`` for ``switch``, ``reset``, ``anchor_update``;
+  (step 0 is the offline policy; scores normalised 0-100 with the dataset's references), and
+  ``anchor_score, anchor_return`` (the frozen anchor alone) for variants with an anchor;
+- ``events.csv``: ``step, event, detail`` for the control's decisions: ``switch``,
+  ``promote``, ``demote``, ``mc_veto``, ``anchor_update``, ``reset``, ``warmup_end``;
+- ``episodes.csv``: one row per training episode: start step, length, raw and normalised
+  return, the share of its steps each policy drove (the online cost);
 - ``checks.csv``: every stability check: drift, calm count, ``J(A)``, ``J(L)``, verdict;
 - ``train.csv``: mean losses and every estimator's values between evaluations;
 - ``checkpoint.pt``: the full resumable state, written at episode ends (removed at the end);
-- ``summary.json``: stability metrics, switch step, resets, wall time; written last.
+- ``summary.json``: stability metrics, switch step, resets, online regret, decisions judged
+  right, device, wall time; written last.
 """
 
 from __future__ import annotations
