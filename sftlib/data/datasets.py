@@ -118,6 +118,19 @@ def unreadable(dataset_id: str, path: Path | str, problem: str, remake: str | No
     )
 
 
+def check_store_copy(dataset_id: str, remake: str | None = None) -> None:
+    """One :class:`DatasetError` for an id without a version, or for a copy of it in the local
+    store that cannot be used (:func:`unreadable`, with ``remake`` as the way to remake it);
+    nothing otherwise."""
+    try:
+        validate_dataset_id(dataset_id)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
+    problem = files_problem(dataset_id)
+    if problem is not None:
+        raise unreadable(dataset_id, *problem, remake)
+
+
 def load_dataset(dataset_id: str, download: bool = True) -> minari.MinariDataset:
     """Load a Minari dataset by id: a local one, else download a remote one.
 
@@ -127,13 +140,7 @@ def load_dataset(dataset_id: str, download: bool = True) -> minari.MinariDataset
     a copy in the store that cannot be used (truncated, corrupt, half-written by a killed
     build), the file and how to remake it.
     """
-    try:
-        validate_dataset_id(dataset_id)
-    except ValueError as e:
-        raise DatasetError(str(e)) from None
-    problem = files_problem(dataset_id)
-    if problem is not None:
-        raise unreadable(dataset_id, *problem)
+    check_store_copy(dataset_id)
     if dataset_dir(dataset_id).exists():
         try:
             return minari.load_dataset(dataset_id)

@@ -23,12 +23,11 @@ import minari
 
 from sftlib.data.datasets import (
     DatasetError,
+    check_store_copy,
     make_local_hint,
-    unreadable,
-    validate_dataset_id,
 )
 from sftlib.data.envs import gym_make
-from sftlib.data.store import dataset_dir, files_problem, store_root
+from sftlib.data.store import dataset_dir, store_root
 from sftlib.factory import maze
 
 LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
@@ -152,13 +151,7 @@ def check_dataset_id(dataset_id: str) -> None:
     no factory makes (the error names the closest known ids). Remote ids not in the store
     pass: they are downloaded in the sweep's dataset phase.
     """
-    try:
-        validate_dataset_id(dataset_id)
-    except ValueError as e:
-        raise DatasetError(str(e)) from None
-    problem = files_problem(dataset_id)
-    if problem is not None:
-        raise unreadable(dataset_id, *problem, remake_command(dataset_id))
+    check_store_copy(dataset_id, remake_command(dataset_id))
     if dataset_dir(dataset_id).exists() or not dataset_id.startswith("local/"):
         return
     why = unmakeable(dataset_id)
