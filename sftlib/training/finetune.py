@@ -63,7 +63,7 @@ def finetune_seeds(
     (``torch_compile: off``). Every input is checked before any compute.
     """
     configs, dirs = list(configs), [Path(d) for d in out_dirs]
-    _check_finetune_batch(configs, dirs)
+    pretrained = _check_finetune_batch(configs, dirs)
     results: list[FinetuneResult | None] = [None] * len(configs)
     pending: dict[int, list[tuple[int, dict | None]]] = {}
     for index, (config, out) in enumerate(zip(configs, dirs, strict=True)):
@@ -75,7 +75,11 @@ def finetune_seeds(
     for members in pending.values():
         runs, rngs = [], []
         for index, _ in members:
-            runs.append(FineTuner(configs[index], dirs[index], offline, len(members)))
+            config = configs[index]
+            run = FineTuner(
+                config, dirs[index], offline, len(members), pretrained[config.pretrain_dir]
+            )
+            runs.append(run)
             rngs.append(torch.get_rng_state())  # as the seed's own process would have it now
             offline = runs[0].info, runs[0].offline
         checkpoints = [checkpoint for _, checkpoint in members]
@@ -85,7 +89,11 @@ def finetune_seeds(
     return results  # type: ignore[return-value]
 
 
-def _check_finetune_batch(configs: list[FinetuneConfig], dirs: list[Path]) -> None:
+def _check_finetune_batch(
+    configs: list[FinetuneConfig], dirs: list[Path]
+) -> dict[str, dict[str, Any]]:
+    """Every input of a batch checked before any compute; the pretraining checkpoints
+    loaded for it, by ``pretrain_dir`` (each run reads its own from them, not from disk)."""
     if not configs or len(configs) != len(dirs):
         raise ValueError("finetune_seeds needs one out_dir per config, and at least one config")
 
@@ -114,6 +122,7 @@ def _check_finetune_batch(configs: list[FinetuneConfig], dirs: list[Path]) -> No
             f"the pretraining runs {[str(d) for d in pretrained]} differ in more than their "
             "seed (dataset, algorithm or parameters): fine-tune them in separate batches"
         )
+    return pretrained
 
 
 def _without_seed(config: dict[str, Any]) -> dict[str, Any]:

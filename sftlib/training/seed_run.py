@@ -169,7 +169,8 @@ class FineTuner:
     """One seed's fine-tuning run; :func:`sftlib.training.finetune.finetune_seeds` drives it.
     ``offline``: the dataset's info and transitions, already loaded for this run's pretraining
     checkpoint (runs of one batch share them); loaded here when ``None``. ``seeds``: how many
-    seeds run side by side in this process (the device ``auto`` picks depends on it)."""
+    seeds run side by side in this process (the device ``auto`` picks depends on it);
+    ``pretrained``: the checkpoint of ``pretrain_dir``, when already loaded (only read)."""
 
     def __init__(
         self,
@@ -177,10 +178,12 @@ class FineTuner:
         out_dir: str | Path,
         offline: tuple[DatasetInfo, ReplayBuffer] | None = None,
         seeds: int = 1,
+        pretrained: dict[str, Any] | None = None,
     ) -> None:
         self.config, self.out = config, Path(out_dir)
         pretrain_dir = Path(config.pretrain_dir)
-        pretrained = load_pretrained(pretrain_dir)
+        if pretrained is None:  # not yet loaded by the batch's checks
+            pretrained = load_pretrained(pretrain_dir)
         # The critic was pretrained on rewards under this convention: keep its scale online.
         self.reward_convention = pretrained["config"].get("reward_convention", "raw")
         if offline is None:
