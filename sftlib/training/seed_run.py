@@ -117,6 +117,8 @@ class RunState:
     elapsed: float = 0.0
     episodes: int = 0
     """Training episodes finished."""
+    episode_log: list[dict] = field(default_factory=list)
+    """One row per finished training episode (``episodes.csv``)."""
 
     def log(self, metrics: dict[str, torch.Tensor]) -> None:
         for key, value in metrics.items():
@@ -134,9 +136,6 @@ class RunState:
 
     def add_check(self, row: dict[str, Any]) -> None:
         self.checks.append(row)
-
-    episode_log: list[dict] = field(default_factory=list)
-    """One row per finished training episode (``episodes.csv``)."""
 
 
 @dataclass
