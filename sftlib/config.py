@@ -189,9 +189,10 @@ class SFTConfig:
     """Environment steps per FQE gradient step (each FQE critic)."""
     fqe_lr: float = 3e-4
     """Learning rate of the FQE critics."""
-    reset_every: int = 5_000
-    """Environment steps between resets."""
-    reset_start: int = 5_000
+    reset_every: int = 50_000
+    """Environment steps between resets (D10: 50k, so that no reset happens within a run of
+    50k online steps or fewer; at 5k the reset starved the learner)."""
+    reset_start: int = 50_000
     """No reset before this step."""
     reset_scope: str = "last"
     """What a reset re-initialises: ``last`` layers, ``full`` networks, or ``offline`` weights."""
