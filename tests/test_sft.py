@@ -21,7 +21,7 @@ from sftlib.sft.policy_evaluation import (
     pessimistic,
 )
 from sftlib.sft.reset import improves
-from sftlib.sft.selection import Selection, select_action
+from sftlib.sft.selection import Selection, select_action, select_actions
 from sftlib.sft.switch import StabilityMonitor, passes
 from sftlib.training.finetune import run_side_by_side
 from sftlib.training.seed_run import FineTuner
@@ -109,6 +109,35 @@ def test_lcb_selection_runs_the_learner_only_when_the_ensemble_agrees():
     )  # the bound is too wide
     action, _, scores = select_action(obs, cands, agree, Selection("lcb"))
     assert torch.equal(scores, torch.tensor([10.0, 11.0])) and torch.equal(action, cands[1])
+
+
+class LinearMembers:
+    """A two-member critic that depends on the state and the action:
+    ``Q_i(s, a) = w_i . s + v_i . a``."""
+
+    def __init__(self, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        self.w, self.v = torch.randn(2, 3, generator=g), torch.randn(2, 2, generator=g)
+
+    def q_values(self, obs, actions):
+        return (obs @ self.w.T + actions @ self.v.T).T  # [members, rows]
+
+
+@pytest.mark.parametrize("rule", ["argmax", "lcb"])
+def test_selecting_for_many_states_at_once_picks_what_one_state_at_a_time_picks(rule):
+    """The batched selection (one critic call for all states) decides per state as the
+    one-state selection does, with the same scores up to rounding, and honours ``allowed``."""
+    g = torch.Generator().manual_seed(0)
+    obs, cands = torch.randn(64, 3, generator=g), torch.randn(64, 3, 2, generator=g)
+    allowed = torch.rand(64, 3, generator=g) > 0.3
+    critic, selection = LinearMembers(1), Selection(rule, lcb_k=0.5)
+    actions, indices, scores = select_actions(obs, cands, critic, selection, allowed)
+    for i in range(64):
+        action, index, row = select_action(obs[i], cands[i], critic, selection, allowed[i])
+        assert index == int(indices[i]) and torch.equal(action, actions[i])
+        torch.testing.assert_close(row, scores[i])
+        assert index == 0 or bool(allowed[i, index])
+    assert len(set(indices.tolist())) > 1  # the rows do not all make the same call
 
 
 def _learner_overrated_but_losing(ft) -> None:

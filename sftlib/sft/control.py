@@ -26,10 +26,11 @@ from sftlib.agents import Agent, agent_from_state
 from sftlib.config import FinetuneConfig, SFTConfig
 from sftlib.data.buffer import ReplayBuffer
 from sftlib.sft.fqe import FQE
-from sftlib.sft.selection import Selection, select_action
+from sftlib.sft.selection import Selection, select_actions
 
 Policy = Callable[[np.ndarray], np.ndarray]
-"""A deterministic policy on raw observations, as the evaluation rollouts call it."""
+"""A deterministic policy on a batch of raw observations, ``[B, obs_dim] -> [B, act_dim]``, as
+the evaluation rollouts call it (:func:`sftlib.data.rollouts.evaluate_side_by_side`)."""
 
 
 class Journal(Protocol):
@@ -90,7 +91,8 @@ class Control:
         return actions
 
     def executed_policy(self) -> Policy | None:
-        """The policy whose evaluation is the executed score; ``None``: the learner's."""
+        """The policy whose evaluation is the executed score (on a batch of observations);
+        ``None``: the learner's."""
         return None
 
     def anchor_agent(self) -> Agent | None:
@@ -228,28 +230,37 @@ class PolicyExpansion(Control):
         )
 
     def allowed(self, candidates: torch.Tensor) -> torch.Tensor | None:
-        """Which candidates the selector may choose (``None``: all)."""
+        """Which of ``candidates`` (``[B, 2, act_dim]``) the selector may choose, ``[B, 2]``
+        (``None``: all)."""
         return None
 
-    def act(self, obs: np.ndarray, deterministic: bool) -> tuple[np.ndarray, str]:
+    def choose(self, obs: np.ndarray, deterministic: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The selected actions ``[B, act_dim]`` at raw observations ``[B, obs_dim]`` and who
+        proposed each (``[B]``: 0 the anchor, 1 the learner), in one call of each policy and
+        of the selector critic."""
         observation = torch.as_tensor(obs, dtype=torch.float32)
-        candidates = torch.cat(
+        candidates = torch.stack(
             [
-                self.anchor.policy_action(observation[None], deterministic),
-                self.learner.policy_action(observation[None], deterministic),
-            ]
+                self.anchor.policy_action(observation, deterministic),
+                self.learner.policy_action(observation, deterministic),
+            ],
+            1,
         )
-        action, index, _ = select_action(
+        actions, index, _ = select_actions(
             observation,
             candidates,
             self.selector,
             self.selection(deterministic),
             self.allowed(candidates),
         )
-        return action.cpu().numpy(), ("anchor", "learner")[index]
+        return actions.cpu().numpy(), index.numpy()
+
+    def act(self, obs: np.ndarray, deterministic: bool) -> tuple[np.ndarray, str]:
+        actions, index = self.choose(obs[None], deterministic)
+        return actions[0], ("anchor", "learner")[int(index[0])]
 
     def executed_policy(self) -> Policy:
-        return lambda obs: self.act(obs, True)[0]
+        return lambda obs: self.choose(obs, True)[0]
 
     def state_dict(self) -> dict[str, Any]:
         return {"anchor": self.anchor.state_dict()}

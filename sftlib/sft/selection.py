@@ -43,40 +43,61 @@ def select_action(
     allowed: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int, torch.Tensor]:
     """Score ``candidates`` (``[K, act_dim]``, candidate 0 the anchor's) at one raw
-    observation ``obs`` (``[obs_dim]``) with the selector critic and pick one.
+    observation ``obs`` (``[obs_dim]``) with the selector critic and pick one: one state of
+    :func:`select_actions`. Returns ``(action [act_dim], index, scores [K])``."""
+    mask = None if allowed is None else allowed[None]
+    actions, index, scores = select_actions(obs[None], candidates[None], selector, selection, mask)
+    return actions[0], int(index[0]), scores[0]
+
+
+@torch.no_grad()
+def select_actions(
+    obs: torch.Tensor,
+    candidates: torch.Tensor,
+    selector: Agent,
+    selection: Selection,
+    allowed: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Score ``candidates`` (``[B, K, act_dim]``, candidate 0 the anchor's) at raw
+    observations ``obs`` (``[B, obs_dim]``) with the selector critic and pick one per state,
+    in one critic call for all states.
 
     ``argmax`` takes the best by the minimum over the ensemble; ``softmax`` samples with
-    probabilities ``softmax(beta * Q)`` (torch's RNG); ``lcb`` takes another candidate than
-    the anchor's only if the lower confidence bound of its advantage over the anchor's
-    candidate is positive: ``mean_i(d_i) - lcb_k * std_i(d_i) > 0`` with ``d_i = Q_i(s, a) -
-    Q_i(s, a_0)`` per ensemble member ``i`` (a paired comparison: the same member scores
-    both), then the one with the largest bound. ``incumbent_margin`` (``argmax``/``softmax``)
-    raises the anchor's score by ``incumbent_margin * |Q_0|`` first. ``allowed`` (``[K]``
-    bools; the anchor's candidate always is) excludes candidates, e.g. outside the anchor's
-    support (:func:`in_support`). Returns ``(action [act_dim], index, scores [K])`` with the
-    critic's unmodified scores (ensemble minimum).
+    probabilities ``softmax(beta * Q)`` (torch's RNG, state after state); ``lcb`` takes another
+    candidate than the anchor's only if the lower confidence bound of its advantage over the
+    anchor's candidate is positive: ``mean_i(d_i) - lcb_k * std_i(d_i) > 0`` with ``d_i =
+    Q_i(s, a) - Q_i(s, a_0)`` per ensemble member ``i`` (a paired comparison: the same member
+    scores both), then the one with the largest bound. ``incumbent_margin``
+    (``argmax``/``softmax``) raises the anchor's score by ``incumbent_margin * |Q_0|`` first.
+    ``allowed`` (``[B, K]`` bools; the anchor's candidate always is) excludes candidates, e.g.
+    outside the anchor's support (:func:`in_support`). Returns ``(actions [B, act_dim],
+    indices [B], scores [B, K])`` with the critic's unmodified scores (ensemble minimum).
     """
-    k = candidates.shape[0]
-    members = selector.q_values(obs.expand(k, -1), candidates).cpu()  # [n, K]
+    b, k = candidates.shape[:2]
+    members = selector.q_values(obs.repeat_interleave(k, 0), candidates.reshape(b * k, -1))
+    members = members.cpu().reshape(-1, b, k)  # [n, B, K]
     scores = members.min(0).values
-    excluded = torch.zeros(k, dtype=torch.bool) if allowed is None else ~allowed.cpu()
-    excluded[0] = False
+    excluded = torch.zeros(b, k, dtype=torch.bool) if allowed is None else ~allowed.cpu()
+    excluded[:, 0] = False
     if selection.rule == "lcb":
-        advantage = members[:, 1:] - members[:, :1]  # [n, K - 1]
+        advantage = members[..., 1:] - members[..., :1]  # [n, B, K - 1]
         lower = advantage.mean(0) - selection.lcb_k * advantage.std(0, unbiased=False)
-        lower[excluded[1:]] = -torch.inf
-        best = int(torch.argmax(lower))
-        index = best + 1 if float(lower[best]) > 0.0 else 0
-        return candidates[index], index, scores
-    biased = scores.clone()
-    biased[0] += selection.incumbent_margin * scores[0].abs()
-    biased[excluded] = -torch.inf
-    if selection.rule == "argmax":
-        index = int(torch.argmax(biased))
+        lower[excluded[:, 1:]] = -torch.inf
+        best = torch.argmax(lower, -1)
+        clear = lower.gather(1, best[:, None])[:, 0] > 0.0
+        index = torch.where(clear, best + 1, 0)
     else:
-        probabilities = F.softmax(selection.beta * (biased - biased.max()), 0)
-        index = int(torch.multinomial(probabilities, 1))
-    return candidates[index], index, scores
+        biased = scores.clone()
+        biased[:, 0] += selection.incumbent_margin * scores[:, 0].abs()
+        biased[excluded] = -torch.inf
+        if selection.rule == "argmax":
+            index = torch.argmax(biased, -1)
+        else:
+            top = biased.max(-1, keepdim=True).values
+            probabilities = F.softmax(selection.beta * (biased - top), -1)
+            index = torch.stack([torch.multinomial(row, 1)[0] for row in probabilities])
+    rows = torch.arange(b, device=candidates.device)
+    return candidates[rows, index.to(candidates.device)], index, scores
 
 
 def action_spread(policy: Agent, offline: ReplayBuffer, n_states: int = 10_000) -> torch.Tensor:
@@ -97,5 +118,12 @@ def in_support(
 ) -> bool:
     """Whether ``action`` lies within ``k`` of ``anchor_action``: the root mean square over
     dimensions of ``(action - anchor_action) / spread`` is at most ``k``."""
-    z = (action.cpu() - anchor_action.cpu()) / spread
-    return float(z.pow(2).mean().sqrt()) <= k
+    return bool(within_support(action[None], anchor_action[None], spread, k)[0])
+
+
+def within_support(
+    actions: torch.Tensor, anchor_actions: torch.Tensor, spread: torch.Tensor, k: float
+) -> torch.Tensor:
+    """:func:`in_support` for a batch, ``[B, act_dim]`` each: ``[B]`` bools."""
+    z = (actions.cpu() - anchor_actions.cpu()) / spread
+    return z.pow(2).mean(-1).sqrt() <= k

@@ -29,7 +29,7 @@ from sftlib.sft.policy_evaluation import (
     mc_vetoes,
 )
 from sftlib.sft.reset import improves, reset_due
-from sftlib.sft.selection import action_spread, in_support
+from sftlib.sft.selection import action_spread, within_support
 from sftlib.sft.switch import Switch, passes
 
 
@@ -106,10 +106,10 @@ class StateSelection(PolicyExpansion):
         """The support check, while the anchor's critic selects."""
         if self.support_spread is None or self.selector is not self.anchor:
             return None
-        inside = in_support(
-            candidates[1], candidates[0], self.support_spread, self.config.support_k
+        inside = within_support(
+            candidates[:, 1], candidates[:, 0], self.support_spread, self.config.support_k
         )
-        return torch.tensor([True, inside])
+        return torch.stack([torch.ones_like(inside), inside], 1)
 
     def refresh_support(self) -> None:
         """The anchor's support width (:func:`action_spread`) when ``support_k`` is on."""

@@ -38,7 +38,7 @@ from sftlib.data.buffer import Batch, ReplayBuffer, sample_online_data
 from sftlib.data.datasets import DatasetInfo, dataset_info, load_dataset, transitions
 from sftlib.data.envs import make_env
 from sftlib.data.goals import shape_reward, success_rate
-from sftlib.data.rollouts import evaluate_policy_with_success, to_env_action
+from sftlib.data.rollouts import evaluate_side_by_side, to_env_action
 from sftlib.layout import (
     ANCHOR_COLUMNS,
     CHECK_COLUMNS,
@@ -240,14 +240,12 @@ class FineTuner:
     def evaluate(self) -> dict[str, float]:
         """Executed and learner-alone scores (deterministic); never used for decisions."""
         seed, n_episodes = eval_seed(self.config.seed), self.config.eval_episodes
-        learner, learner_success = evaluate_policy_with_success(
+        learner, learner_success = evaluate_side_by_side(
             lambda o: self.learner.act(o, True), self.info, n_episodes, seed
         )
         executed, executed_success = learner, learner_success
         if (policy := self.control.executed_policy()) is not None:
-            executed, executed_success = evaluate_policy_with_success(
-                policy, self.info, n_episodes, seed
-            )
+            executed, executed_success = evaluate_side_by_side(policy, self.info, n_episodes, seed)
         row = {
             "step": self.state.step,
             "executed_score": float(self.info.normalize(executed).mean()),
@@ -266,7 +264,7 @@ class FineTuner:
         """The frozen anchor's evaluation, made once per anchor: a frozen deterministic
         policy on the evaluation's fixed seeds scores the same every time."""
         if self.anchor_cache is None or self.anchor_cache[0] is not anchor:
-            returns = evaluate_policy_with_success(
+            returns = evaluate_side_by_side(
                 lambda o: anchor.act(o, True), self.info, self.config.eval_episodes,
                 eval_seed(self.config.seed),
             )[0]  # fmt: skip
