@@ -59,6 +59,13 @@ def resolve_device(
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from e
 
 
+def use_tf32(enabled: bool) -> None:
+    """Whether CUDA float32 matrix products and convolutions may use TF32 in this process
+    (``tf32`` of a run's config; torch's own default is off for matrix products)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
 def set_threads(n: int) -> None:
     """Torch intra-op threads. One per process is fastest for CPU sweeps of small nets."""
     if n > 0:

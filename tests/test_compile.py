@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sftlib.agents import make_agent
-from sftlib.config import COMPILE_MIN_UPDATES, compile_update
+from sftlib.config import COMPILE_MIN_UPDATES, PretrainConfig, compile_mode, compile_update
 from sftlib.data.buffer import Batch
 
 
@@ -16,6 +16,7 @@ def test_auto_compiles_only_where_it_was_measured_to_win():
     assert not compile_update("auto", compile_wins=False, updates=10**6)
     assert compile_update("on", compile_wins=False, updates=1)
     assert not compile_update("off", compile_wins=True, updates=10**6)
+    assert compile_update("reduce-overhead", compile_wins=False, updates=1)
     assert make_agent("iql", 3, 2).compile_wins and not make_agent("td3bc", 3, 2).compile_wins
 
 
@@ -77,3 +78,43 @@ def test_a_compiled_learner_trains_on_through_a_reset():
             torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5)
     for p, q in zip(eager.critic.parameters(), compiled.critic.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_reduce_overhead_reaches_torch_compile_and_nothing_else_does(monkeypatch):
+    """``torch_compile: reduce-overhead`` compiles the losses in torch.compile's
+    reduce-overhead mode (CUDA graphs on a GPU); ``on`` and ``auto`` in its default mode."""
+    assert compile_mode("reduce-overhead") == "reduce-overhead"
+    assert {compile_mode(c) for c in ("on", "auto", "off")} == {"default"}
+    modes = []
+
+    def fake_compile(fn, mode="default"):
+        modes.append(mode)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    for mode in ("reduce-overhead", "default"):
+        learner = agent(False)
+        learner.compile_update(mode)
+        learner.update(batches(1)[0])
+        assert modes and set(modes) == {mode}
+        modes.clear()
+
+
+def test_tf32_is_a_run_parameter_off_by_default(pendulum_dataset, tmp_path):
+    """A run with ``tf32: true`` lets CUDA matrix products use TF32; the default run does not."""
+    from sftlib.training.pretrain import pretrain
+
+    from conftest import PENDULUM_ID
+
+    assert PretrainConfig(dataset_id=PENDULUM_ID).tf32 is False
+    flag = torch.backends.cuda.matmul.allow_tf32
+    try:
+        for tf32 in (True, False):
+            config = PretrainConfig(
+                dataset_id=PENDULUM_ID, offline_steps=2, eval_every=2, eval_episodes=1,
+                hidden=(8,), batch_size=8, tf32=tf32,
+            )  # fmt: skip
+            pretrain(config, tmp_path / str(tf32), progress=False)
+            assert torch.backends.cuda.matmul.allow_tf32 is tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = flag

@@ -122,20 +122,22 @@ class Agent:
             for _ in range(seeds)
         ]
         self.compiled = False
+        self.compile_mode = "default"
         self._compiled: dict[str, Any] = {}
 
     # --- torch.compile -------------------------------------------------------------------
-    def compile_update(self) -> None:
-        """Run the loss computations of :meth:`update` through ``torch.compile`` from now on
-        (compiled on first use, once per loss function; optimiser steps stay eager)."""
-        self.compiled = True
+    def compile_update(self, mode: str = "default") -> None:
+        """Run the loss computations of :meth:`update` through ``torch.compile`` in ``mode``
+        (:func:`sftlib.config.compile_mode`) from now on (compiled on first use, once per loss
+        function; optimiser steps stay eager)."""
+        self.compiled, self.compile_mode = True, mode
 
     def _loss(self, name: str, fn: Any, *args: Any) -> Any:
         """``fn(*args)``, compiled once per ``name`` when :meth:`compile_update` was called."""
         if not self.compiled:
             return fn(*args)
         if name not in self._compiled:
-            self._compiled[name] = torch.compile(fn)
+            self._compiled[name] = torch.compile(fn, mode=self.compile_mode)
         return self._compiled[name](*args)
 
     def __getstate__(self) -> dict[str, Any]:

@@ -214,7 +214,7 @@ def _stacked_learner(runs: list[FineTuner]) -> Agent:
     are; each run's learner is bound to its slice, to act and evaluate with the stack."""
     learner = stack_agents([run.learner for run in runs])
     if runs[0].learner.compiled and not learner.compiled:
-        learner.compile_update()
+        learner.compile_update(runs[0].learner.compile_mode)
     if learner is not runs[0].learner:
         for slot, run in enumerate(runs):
             bind_seed(run.learner, learner, slot)

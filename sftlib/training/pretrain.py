@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from sftlib.agents import Agent, agent_class, make_agent
 from sftlib.agents.seeds import seed_state, stack_agents, stack_states
-from sftlib.config import PretrainConfig, compile_update
+from sftlib.config import PretrainConfig, compile_mode, compile_update
 from sftlib.data.buffer import Normalizer, ReplayBuffer
 from sftlib.data.datasets import DatasetInfo, dataset_info, load_dataset, transitions
 from sftlib.data.goals import success_rate
@@ -63,6 +63,7 @@ from sftlib.utils import (
     resolve_device,
     seed_everything,
     set_threads,
+    use_tf32,
 )
 
 
@@ -269,6 +270,7 @@ def _stacked_agent(
     so) and each seed's generator; each seed's weights come from its own seed, as alone."""
     config = configs[0]
     device = resolve_device(config.device, config.hidden, len(configs))
+    use_tf32(config.tf32)
     rngs, agents = [], []
     for seed_config in configs:
         rngs.append(seed_everything(seed_config.seed))
@@ -284,7 +286,7 @@ def _stacked_agent(
         )
     agent = stack_agents(agents)
     if compile_update(config.torch_compile, agent.compile_wins, config.offline_steps):
-        agent.compile_update()
+        agent.compile_update(compile_mode(config.torch_compile))
     return agent, rngs
 
 

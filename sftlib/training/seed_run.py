@@ -33,7 +33,7 @@ import torch
 
 from sftlib.agents import Agent, agent_from_state
 from sftlib.analysis.metrics import decision_calls, online_cost, stability_metrics
-from sftlib.config import FinetuneConfig, compile_update
+from sftlib.config import FinetuneConfig, compile_mode, compile_update
 from sftlib.data.buffer import Batch, ReplayBuffer, sample_online_data
 from sftlib.data.datasets import DatasetInfo, dataset_info, load_dataset, transitions
 from sftlib.data.envs import make_env
@@ -77,6 +77,7 @@ from sftlib.utils import (
     seed_everything,
     set_rng_state,
     set_threads,
+    use_tf32,
 )
 
 CONTROL_CLASSES: dict[str, type[Control]] = {
@@ -195,6 +196,7 @@ class FineTuner:
         self.rng = seed_everything(config.seed)
         hidden = pretrained["agent"]["config"].get("hidden", ())
         self.device = resolve_device(config.device, hidden, seeds)
+        use_tf32(config.tf32)
         capacity = min(config.buffer_size, config.online_steps)
         self.online = ReplayBuffer(self.info.obs_dim, self.info.act_dim, capacity)
         self.learner = agent_from_state(pretrained["agent"], self.device)
@@ -203,7 +205,7 @@ class FineTuner:
             self.learner.reset_optimizers()
         updates = config.online_steps * config.utd_ratio
         if compile_update(config.torch_compile, self.learner.compile_wins, updates):
-            self.learner.compile_update()
+            self.learner.compile_update(compile_mode(config.torch_compile))
         if self.learner.needs_returns_to_go:
             self.offline.fill_returns_to_go(self.learner.config.discount)
         self.control = self.make_control(pretrained["agent"])
