@@ -60,7 +60,7 @@ def no_compute(monkeypatch):
         raise AssertionError("compute started before the bad input was reported")
 
     monkeypatch.setattr("sftlib.training.pretrain.evaluate_seeds", forbidden)
-    monkeypatch.setattr("sftlib.training.seed_run.evaluate_policy_with_success", forbidden)
+    monkeypatch.setattr("sftlib.training.seed_run.evaluate_side_by_side", forbidden)
 
 
 @pytest.fixture
