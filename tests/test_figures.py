@@ -152,9 +152,10 @@ PRODUCTS = {
     "learning_curves_learner",
     "stability_table",
     "promise_table",
+    "headline_table",
     "numbers",
 }
-TABLES = {"stability_table", "promise_table", "numbers"}
+TABLES = {"stability_table", "promise_table", "headline_table", "numbers"}
 
 
 def test_write_paper_figures_writes_every_file(tmp_path: Path) -> None:
@@ -201,6 +202,8 @@ def test_write_paper_figures_returns_what_it_wrote(tmp_path: Path) -> None:
         + report.describe_probability(paper.probability_of_improvement)
         + "\n\n"
         + report.describe_promise(expected_promise)
+        + "\n\n"
+        + report.describe_headline(tables.headline_table(summaries, reps=REPS))
     )
     assert "sft has the highest IQM of score_final" in paper.conclusion
 

@@ -205,6 +205,23 @@ def test_improvement_probability_equals_rliable() -> None:
     assert stats.improvement_probability(scores_x, scores_x) == pytest.approx(0.5)
 
 
+def test_headline_table_gives_each_metric_its_iqm_and_sfts_chance_to_be_better(
+    hand: pd.DataFrame,
+) -> None:
+    table = tables.headline_table(hand, reps=REPS).set_index(["metric", "variant"])
+    # the metrics the hand study has (no online regret, no learner score: left out)
+    assert list(dict.fromkeys(m for m, _ in table.index)) == ["dip", "score_final", "auc"]
+    final = table.loc[("score_final", "sft")]
+    assert final["iqm"] == pytest.approx((75 + 80 + 90 + 95) / 4)  # as the aggregate's IQM
+    assert final["iqm_low"] <= final["iqm"] <= final["iqm_high"]
+    assert np.isnan(final["p_x_better"]) and final["runs_per_task"] == 3
+    assert table.loc[("score_final", "direct"), "p_x_better"] == pytest.approx((7 / 9 + 1) / 2)
+    assert table.loc[("dip", "direct"), "p_x_better"] == pytest.approx(1.0)  # smaller dips
+    assert table.loc[("dip", "direct"), "iqm"] == pytest.approx(
+        stats.aggregate(hand, "dip", ["direct"], ["IQM"], REPS)["estimate"].iloc[0]
+    )
+
+
 def test_probability_of_improvement_lower_is_better_for_dip(hand: pd.DataFrame) -> None:
     # every sft dip is smaller than every direct dip on both tasks
     sft = stats.probability_of_improvement(hand, "sft", ["direct"], metric="dip", reps=REPS)

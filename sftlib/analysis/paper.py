@@ -46,6 +46,9 @@ class PaperFigures:
     stability_table: pd.DataFrame
     promise_table: pd.DataFrame | None
     """Per task: does ``x`` keep the stability promise against ``direct`` (when both ran)."""
+    headline_table: pd.DataFrame
+    """Across tasks: IQM and ``P(x better)`` of the promise's metrics
+    (:func:`sftlib.analysis.tables.headline_table`)."""
     conclusion: str
 
 
@@ -102,7 +105,9 @@ def write_paper_figures(
     if {x, "direct"} <= set(present):
         promise = tables.promise_table(summaries, x, "direct")
         files[report.PROMISE_TABLE] = [report.write_promise_table(promise, out)]
-    conclusion = _conclusion(aggregates, improvement, promise, x, synthetic)
+    headline = tables.headline_table(summaries, x, reps=reps, seed=seed)
+    files[report.HEADLINE_TABLE] = [report.write_headline_table(headline, out)]
+    conclusion = _conclusion(aggregates, improvement, promise, headline, x, synthetic)
     files[report.NUMBERS] = report.write_numbers(aggregates, improvement, conclusion, out)
     return PaperFigures(
         study_dir=study_dir,
@@ -116,6 +121,7 @@ def write_paper_figures(
         probability_of_improvement=improvement,
         stability_table=table,
         promise_table=promise,
+        headline_table=headline,
         conclusion=conclusion,
     )
 
@@ -155,6 +161,7 @@ def _conclusion(
     aggregates: pd.DataFrame,
     improvement: pd.DataFrame | None,
     promise: pd.DataFrame | None,
+    headline: pd.DataFrame,
     x: str,
     synthetic: bool,
 ) -> str:
@@ -164,4 +171,6 @@ def _conclusion(
         conclusion += "\n\n" + report.describe_probability(improvement, synthetic=synthetic)
     if promise is not None:
         conclusion += "\n\n" + report.describe_promise(promise, x, "direct")
+    if not headline.empty:
+        conclusion += "\n\n" + report.describe_headline(headline)
     return conclusion

@@ -243,6 +243,7 @@ def describe_reset_drops(drops: pd.DataFrame, synthetic: bool | None = None) -> 
 
 
 PROMISE_TABLE = "promise_table"
+HEADLINE_TABLE = "headline_table"
 NUMBERS = "numbers"
 CONCLUSION_FILE = "conclusion.txt"
 
@@ -254,6 +255,33 @@ def write_promise_table(table: pd.DataFrame, out_dir: str | Path) -> Path:
     path = out / f"{PROMISE_TABLE}.csv"
     table.to_csv(path, index=False, float_format="%.2f")
     return path
+
+
+def write_headline_table(table: pd.DataFrame, out_dir: str | Path) -> Path:
+    """The headline table (:func:`sftlib.analysis.tables.headline_table`) as CSV."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{HEADLINE_TABLE}.csv"
+    table.to_csv(path, index=False, float_format="%.4f")
+    return path
+
+
+def describe_headline(table: pd.DataFrame) -> str:
+    """One line per metric: each variant's IQM [interval] and, for the others, the
+    probability that a run of ``x`` (``table.attrs["x"]``) is better than theirs."""
+    x = table.attrs.get("x", "sft")
+    lines = [f"IQM across tasks [95% CI]; P({x} better than the variant) [95% CI]:"]
+    for metric, rows in table.groupby("metric", sort=False):
+        cells = []
+        for row in rows.itertuples():
+            cell = f"{row.variant} {row.iqm:.1f} [{row.iqm_low:.1f}, {row.iqm_high:.1f}]"
+            if not pd.isna(row.p_x_better):
+                cell += f" P={row.p_x_better:.2f} [{row.p_low:.2f}, {row.p_high:.2f}]"
+            cells.append(cell)
+        lines.append(f"  {metric_name(metric)}: " + "; ".join(cells))
+    if table.attrs.get("synthetic"):
+        lines.insert(0, SYNTHETIC_TITLE)
+    return "\n".join(lines)
 
 
 def describe_promise(table: pd.DataFrame, x: str = "sft", baseline: str = "direct") -> str:

@@ -1,5 +1,7 @@
 """Per-task tables of a study: the stability table (mean and std across seeds of every
-stability metric) and the promise table (does SFT keep its promise against a baseline)."""
+stability metric) and the promise table (does SFT keep its promise against a baseline); and
+the headline table across tasks (IQM and probability of improvement of the promise's
+metrics)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sftlib.analysis.metric_table import STABILITY_METRICS
+from sftlib.analysis import stats
 from sftlib.analysis.stats import is_synthetic_table, ordered_variants, tasks_of
 
 
@@ -107,3 +110,53 @@ def _mean(runs: pd.DataFrame, metric: str) -> float:
     if metric not in runs:
         return float("nan")
     return float(pd.to_numeric(runs[metric], errors="coerce").mean())
+
+
+HEADLINE_METRICS = ("dip", "score_final", "auc", "online_regret", "learner_score_final")
+"""The metrics of SFT's promise: the executed policy's dip, final score and mean online score,
+what the training episodes cost, and where the learner ends."""
+
+
+def headline_table(
+    summaries: pd.DataFrame,
+    x: str = "sft",
+    metrics: tuple[str, ...] = HEADLINE_METRICS,
+    reps: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Across tasks, per metric and variant: the IQM with its stratified-bootstrap interval and
+    the probability that a run of ``x`` is better than a run of the variant on the same task
+    (smaller is better for lower-is-better metrics; NaN for ``x`` itself).
+
+    One row per ``(metric, variant)``: ``metric, variant, runs_per_task, iqm, iqm_low, iqm_high,
+    p_x_better, p_low, p_high``. Metrics absent from the summaries, or missing for some run
+    (e.g. ``online_regret`` in runs older than it), are left out.
+    """
+    present = ordered_variants(summaries["variant"])
+    rows = []
+    for metric in metrics:
+        if metric not in summaries or summaries[metric].isna().any():
+            continue
+        iqm = stats.aggregate(summaries, metric, present, ["IQM"], reps, seed)
+        improvement = {}
+        if x in present and len(present) > 1:
+            table = stats.probability_of_improvement(summaries, x, None, metric, reps, seed)
+            improvement = {row.y: row for row in table.itertuples()}
+        for row in iqm.itertuples():
+            better = improvement.get(row.variant)
+            rows.append(
+                {
+                    "metric": metric,
+                    "variant": row.variant,
+                    "runs_per_task": iqm.attrs["n_runs"][row.variant],
+                    "iqm": row.estimate,
+                    "iqm_low": row.ci_low,
+                    "iqm_high": row.ci_high,
+                    "p_x_better": np.nan if better is None else better.probability,
+                    "p_low": np.nan if better is None else better.ci_low,
+                    "p_high": np.nan if better is None else better.ci_high,
+                }
+            )
+    table = pd.DataFrame(rows)
+    table.attrs.update(x=x, synthetic=is_synthetic_table(summaries))
+    return table
