@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sftlib.analysis.metric_table import STABILITY_METRICS
 from sftlib.analysis import stats
+from sftlib.analysis.metric_table import STABILITY_METRICS
 from sftlib.analysis.stats import is_synthetic_table, ordered_variants, tasks_of
 
 
