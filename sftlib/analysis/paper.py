@@ -97,16 +97,7 @@ def write_paper_figures(
     for product, fig in figures.items():
         files[product] = save_figure(fig, out, product)
         plt.close(fig)  # the caller may still display it; pyplot no longer holds it
-    table = tables.stability_table(summaries)
-    files[report.STABILITY_TABLE] = list(
-        report.write_stability_table(table, out, report.STABILITY_TABLE, synthetic)
-    )
-    promise = None
-    if {x, "direct"} <= set(present):
-        promise = tables.promise_table(summaries, x, "direct")
-        files[report.PROMISE_TABLE] = [report.write_promise_table(promise, out)]
-    headline = tables.headline_table(summaries, x, reps=reps, seed=seed)
-    files[report.HEADLINE_TABLE] = [report.write_headline_table(headline, out)]
+    table, promise, headline = _write_tables(summaries, x, out, files, reps, seed)
     conclusion = _conclusion(aggregates, improvement, promise, headline, x, synthetic)
     files[report.NUMBERS] = report.write_numbers(aggregates, improvement, conclusion, out)
     return PaperFigures(
@@ -124,6 +115,25 @@ def write_paper_figures(
         headline_table=headline,
         conclusion=conclusion,
     )
+
+
+def _write_tables(
+    summaries: pd.DataFrame, x: str, out: Path, files: dict[str, list[Path]], reps: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
+    """The stability, promise (when ``x`` and ``direct`` both ran) and headline tables of a
+    study, written to ``out``; their paths go into ``files``."""
+    synthetic = is_synthetic_table(summaries)
+    table = tables.stability_table(summaries)
+    files[report.STABILITY_TABLE] = list(
+        report.write_stability_table(table, out, report.STABILITY_TABLE, synthetic)
+    )
+    promise = None
+    if {x, "direct"} <= set(summaries["variant"]):
+        promise = tables.promise_table(summaries, x, "direct")
+        files[report.PROMISE_TABLE] = [report.write_promise_table(promise, out)]
+    headline = tables.headline_table(summaries, x, reps=reps, seed=seed)
+    files[report.HEADLINE_TABLE] = [report.write_headline_table(headline, out)]
+    return table, promise, headline
 
 
 def _figures(
