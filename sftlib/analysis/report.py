@@ -248,22 +248,23 @@ NUMBERS = "numbers"
 CONCLUSION_FILE = "conclusion.txt"
 
 
-def write_promise_table(table: pd.DataFrame, out_dir: str | Path) -> Path:
-    """The per-task promise table (:func:`sftlib.analysis.tables.promise_table`) as CSV."""
+def _write_csv(table: pd.DataFrame, out_dir: str | Path, name: str, float_format: str) -> Path:
+    """``table`` as ``<out_dir>/<name>.csv`` (the folder made if missing)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{PROMISE_TABLE}.csv"
-    table.to_csv(path, index=False, float_format="%.2f")
+    path = out / f"{name}.csv"
+    table.to_csv(path, index=False, float_format=float_format)
     return path
+
+
+def write_promise_table(table: pd.DataFrame, out_dir: str | Path) -> Path:
+    """The per-task promise table (:func:`sftlib.analysis.tables.promise_table`) as CSV."""
+    return _write_csv(table, out_dir, PROMISE_TABLE, "%.2f")
 
 
 def write_headline_table(table: pd.DataFrame, out_dir: str | Path) -> Path:
     """The headline table (:func:`sftlib.analysis.tables.headline_table`) as CSV."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{HEADLINE_TABLE}.csv"
-    table.to_csv(path, index=False, float_format="%.4f")
-    return path
+    return _write_csv(table, out_dir, HEADLINE_TABLE, "%.4f")
 
 
 def describe_headline(table: pd.DataFrame) -> str:

@@ -37,6 +37,15 @@ def from_env_action(action: np.ndarray, space: gym.spaces.Box) -> np.ndarray:
     return np.clip(2.0 * (action - low) / (high - low) - 1.0, -1.0, 1.0).astype(np.float32)
 
 
+def _step(
+    env: gym.Env, action: np.ndarray, key: str | None
+) -> tuple[np.ndarray, float, bool, bool]:
+    """One step of ``env`` with ``action`` in ``[-1, 1]``: ``(next observation, reward,
+    whether the goal was reached (``key``: the task's success key, or None), done)``."""
+    obs, reward, term, trunc, info = env.step(to_env_action(action, env.action_space))
+    return obs, reward, key is not None and bool(info.get(key, False)), term or trunc
+
+
 @torch.no_grad()
 def evaluate_policy_with_success(
     policy: Policy, env_id: EnvSource, n_episodes: int, seed: int
@@ -60,12 +69,9 @@ def evaluate_policy_with_success(
             obs, _ = env.reset(seed=seed + episode)
             done = reached = False
             while not done:
-                obs, reward, term, trunc, info = env.step(
-                    to_env_action(policy(obs), env.action_space)
-                )
+                obs, reward, reached_now, done = _step(env, policy(obs), key)
                 returns[episode] += reward
-                reached = reached or (key is not None and bool(info.get(key, False)))
-                done = term or trunc
+                reached = reached or reached_now
             if key is not None:
                 successes[episode] = float(reached)
     finally:
@@ -108,14 +114,11 @@ def evaluate_side_by_side(
         while running.any():
             playing = np.flatnonzero(running)
             for i, action in zip(playing, policy(obs[playing]), strict=True):
-                env = envs[i]
-                obs[i], reward, term, trunc, info = env.step(
-                    to_env_action(action, env.action_space)
-                )
+                obs[i], reward, reached, done = _step(envs[i], action, key)
                 returns[i] += reward
-                if key is not None and bool(info.get(key, False)):
+                if reached:
                     successes[i] = 1.0
-                running[i] = not (term or trunc)
+                running[i] = not done
     finally:
         for env in envs:
             env.close()
@@ -150,15 +153,11 @@ def evaluate_seeds(
             while running.any():
                 actions = act(obs)
                 for k in np.flatnonzero(running):
-                    env = envs[k]
-                    next_obs, reward, term, trunc, info = env.step(
-                        to_env_action(actions[k], env.action_space)
-                    )
+                    obs[k], reward, reached, done = _step(envs[k], actions[k], key)
                     returns[k, episode] += reward
-                    if key is not None and bool(info.get(key, False)):
+                    if reached:
                         successes[k, episode] = 1.0
-                    obs[k] = next_obs
-                    running[k] = not (term or trunc)
+                    running[k] = not done
     finally:
         for env in envs:
             env.close()
