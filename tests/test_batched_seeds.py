@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from sftlib.agents import make_agent
+from sftlib.agents import Agent, make_agent
 from sftlib.agents.seeds import bind_seed, is_bound, seed_state, stack_agents, stack_states
 from sftlib.config import FinetuneConfig, PretrainConfig, finetune_config
 from sftlib.data.buffer import Batch
+from sftlib.sft.control import PolicyExpansion
 from sftlib.training.checkpoint import CheckpointError
 from sftlib.training.finetune import finetune, finetune_seeds
 from sftlib.training.pretrain import pretrain, pretrain_seeds
@@ -347,6 +348,54 @@ def test_batched_sft_writes_each_seeds_one_seed_run_through_anchor_updates(
         assert (tmp_path / f"batch-{c.seed}" / "events.csv").read_text().count(
             ",anchor_update,"
         ) == 1
+
+
+def test_batched_sft_writes_each_seeds_one_seed_run_through_probe_episodes(
+    seed_pretraining, tmp_path
+):
+    """Every second training episode is a probe (no switch comes): the learner acts alone and
+    the anchor draws no exploration noise, though the batch asks the stacked anchors for every
+    seed's candidates at once. A probing seed whose anchor drew would differ from its run."""
+    dirs = seed_pretraining["iql"]
+    configs = [
+        ft_config(d, seed, variant="sft", probe_every=2, patience=1000, reset_start=1000)
+        for seed, d in dirs.items()
+    ]
+    for c in configs:
+        finetune(c, tmp_path / f"alone-{c.seed}", progress=False)
+    finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
+    for c in configs:
+        assert_same_finetuning(tmp_path / f"alone-{c.seed}", tmp_path / f"batch-{c.seed}")
+        episodes = (tmp_path / f"batch-{c.seed}" / "episodes.csv").read_text().splitlines()
+        assert episodes[2].endswith(",0.0,1.0")  # the second episode: the learner's alone
+
+
+@pytest.mark.parametrize("variant", ["pex", "sft"])
+def test_batched_selection_scores_every_seed_in_one_critic_call(
+    seed_pretraining, tmp_path, monkeypatch, variant
+):
+    """A batch's training actions come from the stacked critics: one call per selecting
+    critic and step for all seeds, not one per seed (``choose`` never runs for training)."""
+    stacked_calls, choose_calls = [], []
+    q_values, choose = Agent.q_values, PolicyExpansion.choose
+
+    def counting_q_values(agent, obs, actions):
+        if obs.ndim == 3:
+            stacked_calls.append(obs.shape[0])
+        return q_values(agent, obs, actions)
+
+    def counting_choose(control, obs, deterministic):
+        choose_calls.append(deterministic)
+        return choose(control, obs, deterministic)
+
+    monkeypatch.setattr(Agent, "q_values", counting_q_values)
+    monkeypatch.setattr(PolicyExpansion, "choose", counting_choose)
+    dirs = seed_pretraining["iql"]
+    configs = [ft_config(d, seed, variant=variant, online_steps=200) for seed, d in dirs.items()]
+    finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
+    assert False not in choose_calls
+    assert set(stacked_calls) == {3}
+    assert 200 <= len(stacked_calls) <= 2 * 200
 
 
 def test_seeds_sharing_one_pretraining_checkpoint_fine_tune_together(seed_pretraining, tmp_path):

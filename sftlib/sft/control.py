@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from sftlib.agents import Agent, agent_from_state
+from sftlib.agents.seeds import bind_seed, is_bound, stack_agents
 from sftlib.config import FinetuneConfig, SFTConfig
 from sftlib.data.buffer import ReplayBuffer
 from sftlib.sft.fqe import FQE
-from sftlib.sft.selection import Selection, select_actions
+from sftlib.sft.selection import Selection, pick, select_actions
 
 Policy = Callable[[np.ndarray], np.ndarray]
 """A deterministic policy on a batch of raw observations, ``[B, obs_dim] -> [B, act_dim]``, as
@@ -135,6 +136,27 @@ class Control:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
+
+
+def stacked_anchors(controls: Sequence[PolicyExpansion]) -> Agent:
+    """The anchors of ``controls`` (the seeds of one batched run, in order) as one frozen
+    stacked agent, each anchor bound to its slice (weights and generator, as the stacked
+    learner binds the seeds' learners). Kept on the first control; built again when an anchor
+    was replaced (an anchor update, a restored checkpoint)."""
+    anchors = [control.anchor for control in controls]
+    cached = getattr(controls[0], "_anchor_stack", None)
+    if cached is not None and all(a is b for a, b in zip(cached[0], anchors, strict=True)):
+        if all(is_bound(a, cached[1], slot) for slot, a in enumerate(anchors)):
+            return cached[1]
+    with torch.random.fork_rng(devices=[]):  # building draws initial weights: no seed's draws
+        stack = stack_agents(anchors)
+    for module in [*stack.modules().values(), *stack.targets.values()]:
+        module.requires_grad_(False)
+    stack.optimizers = {}
+    for slot, anchor in enumerate(anchors):
+        bind_seed(anchor, stack, slot)
+    controls[0]._anchor_stack = (anchors, stack)
+    return stack
 
 
 class LearnerAlone(Control):
@@ -258,6 +280,59 @@ class PolicyExpansion(Control):
     def act(self, obs: np.ndarray, deterministic: bool) -> tuple[np.ndarray, str]:
         actions, index = self.choose(obs[None], deterministic)
         return actions[0], ("anchor", "learner")[int(index[0])]
+
+    @property
+    def probing(self) -> bool:
+        """Whether the learner acts alone in the running training episode (never here)."""
+        return False
+
+    @classmethod
+    def act_side_by_side(cls, controls, stack, obs, own) -> list[tuple[np.ndarray, str]]:
+        """Every seed's training action from one call of the stacked anchors, one of the
+        stacked learner and one of each stacked critic that selects for some seed; then each
+        seed picks from its scores in its own random state. A probing seed takes its learner's
+        action, and its anchor draws no noise: each seed's draws are those of its own run."""
+        if len(controls) == 1:
+            return super().act_side_by_side(controls, stack, obs, own)
+        anchors = stacked_anchors(controls)
+        probing = [control.probing for control in controls]
+        kept = [
+            g.get_state() if p else None for g, p in zip(anchors.generators, probing, strict=True)
+        ]
+        observation = torch.as_tensor(np.stack(obs), dtype=torch.float32)[:, None]  # [S, 1, o]
+        candidates = torch.stack(
+            [anchors.policy_action(observation, False), stack.policy_action(observation, False)],
+            2,
+        ).cpu()  # [S, 1, 2, act_dim]: one copy to the host for every seed
+        for generator, state in zip(anchors.generators, kept, strict=True):
+            if state is not None:
+                generator.set_state(state)
+        by_anchor = [
+            c.selector is c.anchor for c, p in zip(controls, probing, strict=True) if not p
+        ]
+        states = observation.repeat_interleave(2, 1)  # [S, 2, obs_dim]: one per candidate
+        scores = {
+            critic: agent.q_values(states, candidates[:, 0]).cpu()  # [S, n_critics, 2]
+            for critic, agent, needed in (
+                ("anchor", anchors, any(by_anchor)),
+                ("learner", stack, not all(by_anchor)),
+            )
+            if needed
+        }
+        actions = []
+        for slot, control in enumerate(controls):
+            if probing[slot]:
+                actions.append((candidates[slot, 0, 1].numpy(), "learner"))
+                continue
+            mine = candidates[slot]
+            critic = "anchor" if control.selector is control.anchor else "learner"
+            with own(slot):
+                action, index, _ = pick(
+                    scores[critic][slot][:, None], mine, control.selection(False),
+                    control.allowed(mine),
+                )  # fmt: skip
+            actions.append((action[0].numpy(), ("anchor", "learner")[int(index[0])]))
+        return actions
 
     def executed_policy(self) -> Policy:
         return lambda obs: self.choose(obs, True)[0]

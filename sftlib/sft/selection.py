@@ -75,7 +75,20 @@ def select_actions(
     """
     b, k = candidates.shape[:2]
     members = selector.q_values(obs.repeat_interleave(k, 0), candidates.reshape(b * k, -1))
-    members = members.cpu().reshape(-1, b, k)  # [n, B, K]
+    return pick(members.cpu().reshape(-1, b, k), candidates, selection, allowed)
+
+
+def pick(
+    members: torch.Tensor,
+    candidates: torch.Tensor,
+    selection: Selection,
+    allowed: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The choice of :func:`select_actions` from the critic's scores already computed:
+    ``members`` (``[n_critics, B, K]``, on the CPU) score ``candidates`` (``[B, K,
+    act_dim]``). Batched runs score every seed's candidates in one critic call, then each
+    seed picks in its own random state."""
+    b, k = candidates.shape[:2]
     scores = members.min(0).values
     excluded = torch.zeros(b, k, dtype=torch.bool) if allowed is None else ~allowed.cpu()
     excluded[:, 0] = False
