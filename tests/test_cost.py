@@ -130,6 +130,29 @@ def test_the_estimate_states_its_totals_and_method(tmp_path):
     assert cost.CostEstimate.from_json(json.loads(json.dumps(later.to_json()))) == later
 
 
+def test_a_resumed_plan_needs_rates_only_for_the_runs_still_to_run(tmp_path):
+    # What a resumed sweep measures: the shapes of its incomplete runs. Its complete runs,
+    # of another shape here (the IQL half done, the TD3+BC half to run), are counted in the
+    # plan's totals without a rate.
+    runs = plan(study(algos=["iql", "td3bc"]), tmp_path)
+    for run in runs:
+        if "/iql/" in str(run.dirs[0]):
+            for directory in run.dirs:
+                directory.mkdir(parents=True, exist_ok=True)
+                (directory / "summary.json").write_text("{}")
+    shapes = cost.shapes(runs, {PENDULUM_ID: "Pendulum-v1"})
+    todo = {shape_key(shapes[run.name]) for run in runs if not run.complete}
+    assert len(todo) == 1 and "td3bc" in next(iter(todo))
+    rates = Rates(dict.fromkeys(todo, UPDATE), dict.fromkeys(todo, ACT), {ANY: ENV})
+    resumed = cost.estimate(runs, rates, workers=1)
+    fresh = cost.estimate(plan(study(algos=["iql", "td3bc"]), tmp_path / "fresh"), RATES, 1)
+    assert [c.name for c in resumed.runs] == [r.name for r in runs if not r.complete]
+    assert resumed.total_updates == fresh.total_updates
+    assert resumed.process_seconds == pytest.approx(
+        sum(c.seconds for c in fresh.runs if "/td3bc/" in c.name)
+    )
+
+
 def test_gpu_runs_are_counted_in_gpu_hours(tmp_path):
     runs = plan(study(pretrain={"offline_steps": 100, "device": "cuda"}), tmp_path)
     shapes = cost.shapes(runs, {PENDULUM_ID: "Pendulum-v1"})

@@ -43,7 +43,7 @@ from sftlib.config import (
     pretrain_config,
 )
 from sftlib.sweeps.plan import Run
-from sftlib.sweeps.rates import Rates, Shape, measure, shape_key
+from sftlib.sweeps.rates import ANY, Rates, Shape, measure, shape_key
 
 NOTEBOOK_START_S = 15.0
 """Seconds a notebook spends before training: kernel start, imports, loading the dataset."""
@@ -54,6 +54,9 @@ ANCHOR_FORWARDS = 3
 the learner's candidates and the selector critic's values."""
 DEFAULT_EPISODE_STEPS = 1_000
 """Episode length when neither the dataset nor the environment says (MuJoCo's time limit)."""
+UNTIMED = Rates({ANY: 0.0}, {ANY: 0.0}, {ANY: 0.0}, source="not timed")
+"""Rates for runs that are counted but not timed: the complete runs of a plan, whose shapes
+:func:`measure_rates` does not measure."""
 
 
 @dataclass
@@ -306,7 +309,12 @@ def estimate(runs: list[Run], rates: Rates, workers: int) -> CostEstimate:
     """The cost of the incomplete ``runs`` of a plan at ``rates`` on ``workers`` workers."""
     env_ids, episodes = environments(runs)
     by_name = shapes(runs, env_ids)
-    costs = [run_cost(run, by_name[run.name], rates, episodes[run.dataset_id]) for run in runs]
+    costs = [
+        run_cost(
+            run, by_name[run.name], UNTIMED if run.complete else rates, episodes[run.dataset_id]
+        )
+        for run in runs
+    ]
     todo = [cost for cost, run in zip(costs, runs, strict=True) if not run.complete]
     to_make = local_datasets_to_make(
         list(dict.fromkeys(r.dataset_id for r in runs if not r.complete))
