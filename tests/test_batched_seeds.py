@@ -20,6 +20,7 @@ from sftlib.agents.seeds import bind_seed, is_bound, seed_state, stack_agents, s
 from sftlib.config import FinetuneConfig, PretrainConfig, finetune_config
 from sftlib.data.buffer import Batch
 from sftlib.sft.control import PolicyExpansion
+from sftlib.sft.fqe import next_actions
 from sftlib.training.checkpoint import CheckpointError
 from sftlib.training.finetune import finetune, finetune_seeds
 from sftlib.training.pretrain import pretrain, pretrain_seeds
@@ -396,6 +397,38 @@ def test_batched_selection_scores_every_seed_in_one_critic_call(
     assert False not in choose_calls
     assert set(stacked_calls) == {3}
     assert 200 <= len(stacked_calls) <= 2 * 200
+
+
+def test_fqe_takes_the_next_actions_of_bound_policies_from_their_stacks(monkeypatch):
+    """The FQE critics of a batch evaluate each seed's anchor and learner: their next actions
+    come from one call of the stacked anchors and one of the stacked learner, the values
+    those of each policy called alone; a policy bound to no stack is called alone."""
+    torch.manual_seed(0)
+    made = [make_agent("iql", 3, 2, {"hidden": (8, 8), "batch_size": 4}) for _ in range(6)]
+    learners, anchors = made[:3], made[3:]
+    learner_stack, anchor_stack = stack_agents(learners), stack_agents(anchors)
+    for slot in range(3):
+        bind_seed(learners[slot], learner_stack, slot)
+        bind_seed(anchors[slot], anchor_stack, slot)
+    loose = make_agent("iql", 3, 2, {"hidden": (8, 8), "batch_size": 4})
+    policies = [anchors[0], learners[0], anchors[1], learners[1], anchors[2], learners[2], loose]
+    next_obs = torch.randn(len(policies), 5, 3)
+    alone = torch.stack([pi.policy_action(next_obs[i], True) for i, pi in enumerate(policies)])
+    calls = []
+    policy_action = Agent.policy_action
+
+    def counting(agent, obs, deterministic):
+        calls.append((agent.seeds, obs.shape[0] if obs.ndim == 3 else None))
+        return policy_action(agent, obs, deterministic)
+
+    monkeypatch.setattr(Agent, "policy_action", counting)
+    actions = next_actions(next_obs, policies, [learner_stack, anchor_stack])
+    torch.testing.assert_close(actions, alone, rtol=1e-6, atol=1e-6)
+    assert sorted(calls, key=str) == [(1, None), (3, 3), (3, 3)]  # the loose policy alone
+    # Without the stacks, every policy is called alone.
+    calls.clear()
+    next_actions(next_obs, policies)
+    assert calls == [(1, None)] * len(policies)
 
 
 def test_seeds_sharing_one_pretraining_checkpoint_fine_tune_together(seed_pretraining, tmp_path):

@@ -134,3 +134,21 @@ def is_bound(agent: Agent, stacked: Agent, index: int) -> bool:
     theirs = next(iter(stacked.modules().values())).parameters()
     p, q = next(mine), next(theirs)
     return p.data_ptr() == q[index * (q.shape[0] // stacked.seeds)].data_ptr()
+
+
+def seed_slots(stacked: Agent, agents: Sequence[Agent]) -> list[int] | None:
+    """For each seed of ``stacked``, in order, the index in ``agents`` of a one-seed agent
+    bound to it (:func:`bind_seed`; ``stacked`` itself for a stack of one), or ``None`` when
+    some seed has none: which of ``agents`` one call of the stack can stand in for."""
+    first = next(next(iter(stacked.modules().values())).parameters())
+    size = first.shape[0] // stacked.seeds
+    slot_at = {first[seed * size].data_ptr(): seed for seed in range(stacked.seeds)}
+    slots: list[int | None] = [None] * stacked.seeds
+    for index, agent in enumerate(agents):
+        if agent.seeds != 1:
+            continue
+        param = next(next(iter(agent.modules().values())).parameters())
+        seed = slot_at.get(param.data_ptr())
+        if seed is not None and slots[seed] is None:
+            slots[seed] = index
+    return None if None in slots else slots  # type: ignore[return-value]

@@ -12,7 +12,7 @@ import torch
 from sftlib.agents import Agent
 from sftlib.agents.base import adam
 from sftlib.agents.networks import EnsembleQ, soft_update
-from sftlib.agents.seeds import bind_slice, slice_tree, stack_trees
+from sftlib.agents.seeds import bind_slice, seed_slots, slice_tree, stack_trees
 from sftlib.data.buffer import Batch, Normalizer
 
 
@@ -155,23 +155,22 @@ class StackedFQE:
         size = self.critic.net.num // len(self.members)
         return slice(slot * size, (slot + 1) * size)
 
-    def update(self, batches: Sequence[Batch], policies: Sequence[Agent]) -> torch.Tensor:
+    def update(
+        self, batches: Sequence[Batch], policies: Sequence[Agent], stacks: Sequence[Agent] = ()
+    ) -> torch.Tensor:
         """One regression step of every member, member ``i`` on ``batches[i]`` towards
-        ``policies[i]``'s values; returns the losses (detached, ``[members]``)."""
+        ``policies[i]``'s values; returns the losses (detached, ``[members]``).
+
+        ``stacks``: stacked agents whose seeds some of ``policies`` are bound to (the batched
+        run's learners, its anchors); the next actions of those members come from one call
+        of the stack instead of one call each."""
         if len(batches) != len(self.members) or len(policies) != len(self.members):
             raise ValueError(
                 "StackedFQE.update needs one batch and one policy per member "
                 f"({len(self.members)}), got {len(batches)} and {len(policies)}"
             )
         batch = Batch.stack(list(batches)).to(self.device)
-        with torch.no_grad():
-            next_action = torch.cat(
-                [
-                    pi.policy_action(batch.next_obs[i : i + 1], deterministic=True)
-                    for i, pi in enumerate(policies)
-                ]
-            )
-        return _regress(self, batch, next_action)
+        return _regress(self, batch, next_actions(batch.next_obs, policies, stacks))
 
     def optimizer_state(self, slot: int) -> dict:
         """Adam's state of member ``slot`` alone, in the layout of its own optimiser."""
@@ -187,6 +186,29 @@ class StackedFQE:
             tensors += [state["exp_avg"], state["exp_avg_sq"]]
         for t in tensors:
             t[dst] = t[src]
+
+
+@torch.no_grad()
+def next_actions(
+    next_obs: torch.Tensor, policies: Sequence[Agent], stacks: Sequence[Agent] = ()
+) -> torch.Tensor:
+    """Each member's deterministic action at its next observations, ``[members, B, act]``
+    (``next_obs``: ``[members, B, obs]``): one call of each of ``stacks`` for the members
+    whose policies are its seeds (:func:`~sftlib.agents.seeds.seed_slots`), one call each
+    for the others. The numbers are the same either way: a stacked layer computes each seed
+    as alone."""
+    actions: list[torch.Tensor | None] = [None] * len(policies)
+    for stack in stacks:
+        members = seed_slots(stack, policies)
+        if members is None or any(actions[m] is not None for m in members):
+            continue
+        stacked = stack.policy_action(next_obs[members], deterministic=True)
+        for member, action in zip(members, stacked, strict=True):
+            actions[member] = action
+    for member, policy in enumerate(policies):
+        if actions[member] is None:
+            actions[member] = policy.policy_action(next_obs[member], deterministic=True)
+    return torch.stack(actions)  # type: ignore[arg-type]
 
 
 def _regress(fqe: FQE | StackedFQE, batch: Batch, next_action: torch.Tensor) -> torch.Tensor:

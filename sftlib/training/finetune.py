@@ -31,6 +31,7 @@ from sftlib.agents import Agent
 from sftlib.agents.seeds import bind_seed, is_bound, seed_state, stack_agents
 from sftlib.config import FinetuneConfig
 from sftlib.data.buffer import Batch
+from sftlib.sft.control import Control, stacked_anchors
 from sftlib.sft.fqe import StackedFQE
 from sftlib.training.checkpoint import (
     EXECUTION_FIELDS,
@@ -197,7 +198,7 @@ def run_side_by_side(
         saving = [s for s, (_, done) in enumerate(stepped) if done and runs[s].checkpoint_due(step)]
         _sync(learner, runs, saving)
         if fqe is not None and controls[0].fqe_due(step):
-            update_fqe(fqe, runs)
+            update_fqe(fqe, runs, _policy_stacks(learner, controls))
         for slot, (run, (next_obs, done)) in enumerate(zip(runs, stepped, strict=True)):
             with own(slot):
                 run.review(step)
@@ -227,17 +228,30 @@ def _finish(run: FineTuner, seeds_in_process: int) -> FinetuneResult:
     return run.finish()
 
 
-def update_fqe(stack: StackedFQE, runs: Sequence[FineTuner]) -> None:
+def _policy_stacks(learner: Agent, controls: Sequence[Control]) -> list[Agent]:
+    """The stacked agents the seeds' policies are bound to: the learner's, and the anchors'
+    where the controls have anchors (none for one seed: its policies are called as they are)."""
+    if len(controls) == 1:
+        return []
+    if controls[0].anchor_agent() is None:
+        return [learner]
+    return [learner, stacked_anchors(controls)]
+
+
+def update_fqe(
+    stack: StackedFQE, runs: Sequence[FineTuner], policy_stacks: Sequence[Agent] = ()
+) -> None:
     """One step of every FQE critic of ``runs`` as one update of ``stack`` (which holds them
     in that order, each run's in the order of its control's critics), each on a batch of its
-    run's, drawn in that order; each run logs its own losses."""
+    run's, drawn in that order; each run logs its own losses. ``policy_stacks``: the stacked
+    agents whose seeds the evaluated policies are (:meth:`StackedFQE.update`)."""
     batches, policies = [], []
     for run in runs:
         evaluated = run.control.fqe_policies()
         for name in run.control.fqe_critics():
             batches.append(run.sample_batch())
             policies.append(evaluated[name])
-    losses = iter(stack.update(batches, policies).split(1))
+    losses = iter(stack.update(batches, policies, policy_stacks).split(1))
     for run in runs:
         for name in run.control.fqe_critics():
             run.state.log({f"fqe/loss_{name}": next(losses)})
