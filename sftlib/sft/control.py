@@ -27,6 +27,7 @@ from sftlib.agents.seeds import bind_seed, is_bound, stack_agents
 from sftlib.config import FinetuneConfig, SFTConfig
 from sftlib.data.buffer import ReplayBuffer
 from sftlib.sft.fqe import FQE
+from sftlib.sft.policy_evaluation import POLICIES as ACTORS
 from sftlib.sft.selection import Selection, pick, select_actions
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -279,7 +280,7 @@ class PolicyExpansion(Control):
 
     def act(self, obs: np.ndarray, deterministic: bool) -> tuple[np.ndarray, str]:
         actions, index = self.choose(obs[None], deterministic)
-        return actions[0], ("anchor", "learner")[int(index[0])]
+        return actions[0], ACTORS[int(index[0])]
 
     @property
     def probing(self) -> bool:
@@ -307,17 +308,16 @@ class PolicyExpansion(Control):
         for generator, state in zip(anchors.generators, kept, strict=True):
             if state is not None:
                 generator.set_state(state)
-        by_anchor = [
-            c.selector is c.anchor for c, p in zip(controls, probing, strict=True) if not p
+        # Whose critic selects for each seed that selects (a probing seed does not).
+        critics = [
+            None if p else ACTORS[c.selector is not c.anchor]
+            for c, p in zip(controls, probing, strict=True)
         ]
         states = observation.repeat_interleave(2, 1)  # [S, 2, obs_dim]: one per candidate
         scores = {
             critic: agent.q_values(states, candidates[:, 0]).cpu()  # [S, n_critics, 2]
-            for critic, agent, needed in (
-                ("anchor", anchors, any(by_anchor)),
-                ("learner", stack, not all(by_anchor)),
-            )
-            if needed
+            for critic, agent in zip(ACTORS, (anchors, stack), strict=True)
+            if critic in critics
         }
         actions = []
         for slot, control in enumerate(controls):
@@ -325,13 +325,12 @@ class PolicyExpansion(Control):
                 actions.append((candidates[slot, 0, 1].numpy(), "learner"))
                 continue
             mine = candidates[slot]
-            critic = "anchor" if control.selector is control.anchor else "learner"
             with own(slot):
                 action, index, _ = pick(
-                    scores[critic][slot][:, None], mine, control.selection(False),
+                    scores[critics[slot]][slot][:, None], mine, control.selection(False),
                     control.allowed(mine),
                 )  # fmt: skip
-            actions.append((action[0].numpy(), ("anchor", "learner")[int(index[0])]))
+            actions.append((action[0].numpy(), ACTORS[int(index[0])]))
         return actions
 
     def executed_policy(self) -> Policy:
