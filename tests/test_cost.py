@@ -44,6 +44,13 @@ def costs(runs, rates=RATES):
     }
 
 
+def complete(run) -> None:
+    """Mark ``run`` complete: a summary in each of its seeds' directories."""
+    for directory in run.dirs:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "summary.json").write_text("{}")
+
+
 def test_the_work_of_each_run_is_counted_from_its_parameters(tmp_path):
     by_variant = costs(plan(study(), tmp_path))
     pre, direct, sft = by_variant["pretrain"], by_variant["direct"], by_variant["sft"]
@@ -121,9 +128,7 @@ def test_the_estimate_states_its_totals_and_method(tmp_path):
     assert "CPU-hours" in text and "with 2 worker(s)" in text
     assert "method: rates given" in text and "an FQE step counted as one update" in text
     # Complete runs cost nothing more; the plan's totals stay.
-    for directory in runs[0].dirs:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "summary.json").write_text("{}")
+    complete(runs[0])
     later = cost.estimate(runs, RATES, workers=2)
     assert [c.name for c in later.runs] == [r.name for r in runs[1:]]
     assert later.total_updates == estimate.total_updates
@@ -137,9 +142,7 @@ def test_a_resumed_plan_needs_rates_only_for_the_runs_still_to_run(tmp_path):
     runs = plan(study(algos=["iql", "td3bc"]), tmp_path)
     for run in runs:
         if "/iql/" in str(run.dirs[0]):
-            for directory in run.dirs:
-                directory.mkdir(parents=True, exist_ok=True)
-                (directory / "summary.json").write_text("{}")
+            complete(run)
     shapes = cost.shapes(runs, {PENDULUM_ID: "Pendulum-v1"})
     todo = {shape_key(shapes[run.name]) for run in runs if not run.complete}
     assert len(todo) == 1 and "td3bc" in next(iter(todo))

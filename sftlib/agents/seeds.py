@@ -130,25 +130,29 @@ def bind_slice(module: nn.Module, stacked: nn.Module, index: int, count: int) ->
 
 def is_bound(agent: Agent, stacked: Agent, index: int) -> bool:
     """Whether ``agent``'s weights are (still) seed ``index`` of ``stacked`` (:func:`bind_seed`)."""
-    mine = next(iter(agent.modules().values())).parameters()
-    theirs = next(iter(stacked.modules().values())).parameters()
-    p, q = next(mine), next(theirs)
-    return p.data_ptr() == q[index * (q.shape[0] // stacked.seeds)].data_ptr()
+    return _first_parameter(agent).data_ptr() == _seed_addresses(stacked)[index]
 
 
 def seed_slots(stacked: Agent, agents: Sequence[Agent]) -> list[int] | None:
     """For each seed of ``stacked``, in order, the index in ``agents`` of a one-seed agent
-    bound to it (:func:`bind_seed`; ``stacked`` itself for a stack of one), or ``None`` when
+    bound to it (:func:`is_bound`; ``stacked`` itself for a stack of one), or ``None`` when
     some seed has none: which of ``agents`` one call of the stack can stand in for."""
-    first = next(next(iter(stacked.modules().values())).parameters())
-    size = first.shape[0] // stacked.seeds
-    slot_at = {first[seed * size].data_ptr(): seed for seed in range(stacked.seeds)}
+    slot_at = {address: seed for seed, address in enumerate(_seed_addresses(stacked))}
     slots: list[int | None] = [None] * stacked.seeds
     for index, agent in enumerate(agents):
-        if agent.seeds != 1:
-            continue
-        param = next(next(iter(agent.modules().values())).parameters())
-        seed = slot_at.get(param.data_ptr())
+        seed = slot_at.get(_first_parameter(agent).data_ptr()) if agent.seeds == 1 else None
         if seed is not None and slots[seed] is None:
             slots[seed] = index
     return None if None in slots else slots  # type: ignore[return-value]
+
+
+def _first_parameter(agent: Agent) -> torch.Tensor:
+    """The first parameter of ``agent``'s first network: where a binding shows."""
+    return next(next(iter(agent.modules().values())).parameters())
+
+
+def _seed_addresses(stacked: Agent) -> list[int]:
+    """Where each seed's slice of ``stacked``'s first parameter starts in memory."""
+    first = _first_parameter(stacked)
+    size = first.shape[0] // stacked.seeds
+    return [first[seed * size].data_ptr() for seed in range(stacked.seeds)]

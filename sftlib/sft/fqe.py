@@ -200,7 +200,7 @@ def next_actions(
     actions: list[torch.Tensor | None] = [None] * len(policies)
     for stack in stacks:
         members = seed_slots(stack, policies)
-        if members is None or any(actions[m] is not None for m in members):
+        if members is None:
             continue
         stacked = stack.policy_action(next_obs[members], deterministic=True)
         for member, action in zip(members, stacked, strict=True):
