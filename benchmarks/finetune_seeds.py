@@ -5,10 +5,12 @@ in one process (``sftlib.training.finetune.finetune_seeds``), measured interleav
     python benchmarks/finetune_seeds.py                       # Hopper medium, 64-64, K=3 and 8
     python benchmarks/finetune_seeds.py --hidden 128 --seeds 5 --steps 3000
     python benchmarks/finetune_seeds.py --variant sft --seeds 3
+    python benchmarks/finetune_seeds.py --variant sft --seeds 8 --eval-every 250 --eval-episodes 5
 
 What is timed: whole ``finetune`` calls from pretraining checkpoints (loading the dataset,
-environment steps, batch sampling, updates, the evaluations of one episode at the start and
-the end), on 1 thread, uncompiled.
+environment steps, batch sampling, updates, the evaluations: by default of one episode at the
+start and the end; ``--eval-every``/``--eval-episodes`` set them as a study does), on 1
+thread, uncompiled.
 Printed: seed-steps per second (online steps summed over seeds / wall time) and the ratio
 batched / one seed at a time. The checkpoints come from a short pretraining run made here
 (``--offline-steps``); the dataset is built on first use like any local dataset.
@@ -41,9 +43,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2000, help="online steps per seed")
     p.add_argument("--offline-steps", type=int, default=500, help="pretraining steps")
     p.add_argument("--reps", type=int, default=2, help="interleaved repetitions (median)")
+    p.add_argument("--eval-every", type=int, help="steps between evaluations (default: --steps)")
+    p.add_argument("--eval-episodes", type=int, default=1, help="episodes per evaluation")
     a = p.parse_args()
-    if a.steps <= 0 or a.reps < 1 or min(a.seeds) < 1:
-        p.error("--steps, --reps and --seeds must be positive")
+    a.eval_every = a.eval_every or a.steps
+    if min(a.steps, a.reps, min(a.seeds), a.eval_every, a.eval_episodes) < 1:
+        p.error("--steps, --reps, --seeds, --eval-every and --eval-episodes must be positive")
     set_threads(1)
     ensure_dataset(a.dataset)
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,8 +73,8 @@ def main() -> None:
                         "pretrain_dir": str(pre[s]),
                         "variant": a.variant,
                         "online_steps": a.steps,
-                        "eval_every": a.steps,
-                        "eval_episodes": 1,
+                        "eval_every": a.eval_every,
+                        "eval_episodes": a.eval_episodes,
                         "torch_compile": "off",
                         "seed": s,
                     }
@@ -92,7 +97,8 @@ def main() -> None:
                     rates.setdefault((k, how), []).append(rate)
     print(
         f"{a.algo} {a.variant} on {a.dataset} | hidden {[a.hidden] * 2} | {a.steps} online steps "
-        f"per seed | 1 thread, eager | median of {a.reps} interleaved reps"
+        f"per seed | evaluations of {a.eval_episodes} episode(s) every {a.eval_every} steps | "
+        f"1 thread, eager | median of {a.reps} interleaved reps"
     )
     print(f"{'K':>3} {'one at a time':>15} {'side by side':>14} {'ratio':>7}   (seed-steps/s)")
     for k in a.seeds:

@@ -59,8 +59,8 @@ def no_compute(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("compute started before the bad input was reported")
 
-    monkeypatch.setattr("sftlib.training.pretrain.evaluate_seeds", forbidden)
-    monkeypatch.setattr("sftlib.training.seed_run.evaluate_side_by_side", forbidden)
+    monkeypatch.setattr("sftlib.training.pretrain.evaluate_stacked", forbidden)
+    monkeypatch.setattr("sftlib.training.evaluation.evaluate_stacked", forbidden)
 
 
 @pytest.fixture

@@ -375,14 +375,16 @@ def test_batched_sft_writes_each_seeds_one_seed_run_through_probe_episodes(
 def test_batched_selection_scores_every_seed_in_one_critic_call(
     seed_pretraining, tmp_path, monkeypatch, variant
 ):
-    """A batch's training actions come from the stacked critics: one call per selecting
-    critic and step for all seeds, not one per seed (``choose`` never runs for training)."""
+    """A batch's training actions and its evaluations come from the stacked critics: one call
+    per selecting critic and step for all seeds, not one per seed (``choose``, the one-seed
+    selection, never runs). Training scores one state per seed (2 candidates), evaluation all
+    its episodes' states at once (2 episodes: 4 candidates)."""
     stacked_calls, choose_calls = [], []
     q_values, choose = Agent.q_values, PolicyExpansion.choose
 
     def counting_q_values(agent, obs, actions):
         if obs.ndim == 3:
-            stacked_calls.append(obs.shape[0])
+            stacked_calls.append(obs.shape[:2])
         return q_values(agent, obs, actions)
 
     def counting_choose(control, obs, deterministic):
@@ -392,11 +394,18 @@ def test_batched_selection_scores_every_seed_in_one_critic_call(
     monkeypatch.setattr(Agent, "q_values", counting_q_values)
     monkeypatch.setattr(PolicyExpansion, "choose", counting_choose)
     dirs = seed_pretraining["iql"]
-    configs = [ft_config(d, seed, variant=variant, online_steps=200) for seed, d in dirs.items()]
+    configs = [
+        ft_config(d, seed, variant=variant, online_steps=200, eval_episodes=2)
+        for seed, d in dirs.items()
+    ]
     finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
-    assert False not in choose_calls
-    assert set(stacked_calls) == {3}
-    assert 200 <= len(stacked_calls) <= 2 * 200
+    assert choose_calls == []
+    assert {seeds for seeds, _ in stacked_calls} == {3}
+    training = [n for _, n in stacked_calls if n == 2]
+    evaluation = [n for _, n in stacked_calls if n == 4]
+    assert len(training) + len(evaluation) == len(stacked_calls)
+    assert 200 <= len(training) <= 2 * 200
+    assert 3 * 200 <= len(evaluation) <= 2 * 3 * 200  # 3 evaluations of 200-step episodes
 
 
 def test_fqe_takes_the_next_actions_of_bound_policies_from_their_stacks(monkeypatch):

@@ -10,11 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
+from sftlib.agents import Agent
+from sftlib.agents.seeds import bind_seed, stack_agents
 from sftlib.analysis.metrics import decision_calls, online_cost
 from sftlib.config import finetune_config
 from sftlib.data.buffer import ReplayBuffer, sample_online_data
 from sftlib.sft.episode_control import EpisodeSelection, mc_verdict
 from sftlib.sft.policy_evaluation import Estimates
+from sftlib.sft.state_control import StateSelection
 from sftlib.training.finetune import finetune, run_side_by_side
 from sftlib.training.seed_run import FineTuner, RunState
 
@@ -92,7 +95,9 @@ def test_one_policy_drives_each_episode_and_mc_returns_promote_and_demote(
                promote_min_episodes=2)  # fmt: skip
     control, journal = ft.control, ft.state
     assert isinstance(control, EpisodeSelection) and not control.promoted
-    assert control.executed_policy() is not None  # the anchor is evaluated
+    states = np.random.default_rng(0).normal(size=(1, 4, 3)).astype(np.float32)
+    executed = EpisodeSelection.executed_side_by_side([control], control.learner)
+    np.testing.assert_array_equal(executed(states), control.anchor.act_per_seed(states, True))
     drivers = [_episode(control, journal, 10.0 if d == "learner" else 1.0)
                for d in [control.driver] for _ in range(1)]  # fmt: skip
     while not control.promoted:
@@ -105,7 +110,8 @@ def test_one_policy_drives_each_episode_and_mc_returns_promote_and_demote(
         )
     assert drivers[:2] == ["anchor", "learner"]  # every second episode is the learner's
     assert [e["event"] for e in journal.events] == ["promote"]
-    assert control.executed_policy() is None  # the promoted learner is the executed policy
+    # The promoted learner is the executed policy: the learner's own evaluation.
+    assert EpisodeSelection.executed_side_by_side([control], control.learner) is None
     obs = np.zeros(3, np.float32)
     assert control.act(obs, deterministic=True)[1] == "learner"
     while control.promoted:  # the learner's returns fall below the anchor's
@@ -114,6 +120,51 @@ def test_one_policy_drives_each_episode_and_mc_returns_promote_and_demote(
         )
     assert [e["event"] for e in journal.events] == ["promote", "demote"]
     assert control.act(obs, deterministic=True)[1] == "anchor"
+
+
+def _side_by_side(pretrained_dirs, tmp_path, **params) -> tuple[list[FineTuner], Agent]:
+    """Two seeds' runs from one pretraining run and their stacked learner, whose policy is
+    moved away from the anchors' (otherwise still the same)."""
+    runs = [tuner(pretrained_dirs, tmp_path / f"seed{s}", seed=s, **params) for s in (0, 1)]
+    stack = stack_agents([run.learner for run in runs])
+    for slot, run in enumerate(runs):
+        bind_seed(run.learner, stack, slot)
+    with torch.no_grad():
+        for p in stack.actor.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return runs, stack
+
+
+def test_episode_control_evaluates_each_seeds_promoted_policy_side_by_side(
+    pretrained_dirs, tmp_path
+):
+    """Of two seeds in one stack, the promoted one is evaluated through its learner and the
+    other through its anchor, in one call for both."""
+    runs, stack = _side_by_side(pretrained_dirs, tmp_path, variant="sft", control="episode")
+    runs[1].control.promoted = True
+    states = torch.randn(2, 5, 3).numpy()
+    executed = EpisodeSelection.executed_side_by_side([r.control for r in runs], stack)(states)
+    anchor = runs[0].control.anchor.act_per_seed(states[:1], True)[0]
+    learner = runs[1].learner.act_per_seed(states[1:], True)[0]
+    np.testing.assert_allclose(executed[0], anchor, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(executed[1], learner, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(executed[1], runs[1].control.anchor.act_per_seed(states[1:], True)[0])
+
+
+def test_state_selection_evaluates_each_seeds_own_selection_side_by_side(pretrained_dirs, tmp_path):
+    """Of two seeds in one stack, one selects with its anchor's critic within the support
+    check and the other, switched, with its learner's: in one call for both, each seed's
+    actions are those of its own deterministic selection."""
+    runs, stack = _side_by_side(pretrained_dirs, tmp_path, variant="sft", support_k=1.0)
+    runs[1].control.switch.stable = True
+    controls = [run.control for run in runs]
+    assert [c.selector is c.anchor for c in controls] == [True, False]
+    states = torch.randn(2, 64, 3).numpy()
+    executed = StateSelection.executed_side_by_side(controls, stack)(states)
+    for slot, control in enumerate(controls):
+        alone, chosen = control.choose(states[slot], True)
+        np.testing.assert_allclose(executed[slot], alone, rtol=1e-5, atol=1e-6)
+        assert 0 < chosen.sum() < len(chosen)  # both policies' actions are taken somewhere
 
 
 def test_critic_estimates_never_promote_under_episode_control(pretrained_dirs, tmp_path):

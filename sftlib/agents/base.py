@@ -224,10 +224,13 @@ class Agent:
 
     @torch.no_grad()
     def act_per_seed(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
-        """One action per seed for one observation per seed: ``[seeds, obs_dim] -> [seeds,
-        act_dim]`` (a batched run stepping one environment per seed)."""
-        o = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(1)
-        return self.policy_action(o, deterministic)[:, 0].cpu().numpy()
+        """Actions per seed, as numpy: one observation per seed ``[seeds, obs_dim] -> [seeds,
+        act_dim]`` (a batched run stepping one environment per seed), or several ``[seeds, B,
+        obs_dim] -> [seeds, B, act_dim]`` (:data:`sftlib.data.rollouts.StackedPolicy`)."""
+        o = torch.as_tensor(obs, dtype=torch.float32)
+        one = o.ndim == 2
+        actions = self.policy_action(o.unsqueeze(1) if one else o, deterministic)
+        return (actions[:, 0] if one else actions).cpu().numpy()
 
     @torch.no_grad()
     def q_values(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -21,9 +21,6 @@ Policy = Callable[[np.ndarray], np.ndarray]
 """Maps one observation ``[obs_dim]`` to one action ``[act_dim]`` in ``[-1, 1]``. For a
 goal-reaching task the observation is the flat ``concat(observation, desired_goal)``."""
 
-BatchPolicy = Callable[[np.ndarray], np.ndarray]
-"""Maps observations ``[B, obs_dim]`` to actions ``[B, act_dim]`` in ``[-1, 1]``."""
-
 
 def to_env_action(action: np.ndarray, space: gym.spaces.Box) -> np.ndarray:
     """Map an action in ``[-1, 1]`` to the environment's box."""
@@ -91,74 +88,76 @@ def evaluate_policy(policy: Policy, env_id: EnvSource, n_episodes: int, seed: in
     return evaluate_policy_with_success(policy, env_id, n_episodes, seed)[0]
 
 
-@torch.no_grad()
-def evaluate_side_by_side(
-    policy: BatchPolicy, env_id: EnvSource, n_episodes: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`evaluate_policy_with_success` with all ``n_episodes`` episodes advancing together:
-    one call of ``policy`` per step, on the observations of the episodes still running.
+StackedPolicy = Callable[[np.ndarray], np.ndarray]
+"""One deterministic policy per seed, called once for all of them: raw observations ``[K, B,
+obs_dim]`` (``B`` per seed) to actions ``[K, B, act_dim]`` in ``[-1, 1]``."""
 
-    Episode ``i`` is reset with seed ``seed + i``, as there. The returns are those of the same
-    episodes played one after another up to float rounding: a batched matrix product need not
-    round a row as the one-row product does (about 1e-7 relative), and a long episode can
-    amplify that. They are exactly reproducible: the same policy and seed give the same
-    numbers, and a seed's slice of a stacked policy the numbers of the one-seed policy.
-    """
-    envs = [make_env(env_id) for _ in range(n_episodes)]
-    key = success_key(env_id_of(env_id))
-    returns = np.zeros(n_episodes)
-    successes = np.full(n_episodes, np.nan if key is None else 0.0)
-    try:
-        obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
-        running = np.ones(n_episodes, bool)
-        while running.any():
-            playing = np.flatnonzero(running)
-            for i, action in zip(playing, policy(obs[playing]), strict=True):
-                obs[i], reward, reached, done = _step(envs[i], action, key)
-                returns[i] += reward
-                if reached:
-                    successes[i] = 1.0
-                running[i] = not done
-    finally:
-        for env in envs:
+
+class EnvPool:
+    """Evaluation environments kept from one evaluation to the next (making a MuJoCo
+    environment costs about 9 ms, a hundred steps). :func:`evaluate_stacked` resets each
+    with its episode's seed, from which a kept environment plays exactly as a new one."""
+
+    def __init__(self, env_id: EnvSource) -> None:
+        self.env_id = env_id
+        self.envs: list[gym.Env] = []
+
+    def take(self, count: int) -> list[gym.Env]:
+        """``count`` environments, the missing ones made now."""
+        while len(self.envs) < count:
+            self.envs.append(make_env(self.env_id))
+        return self.envs[:count]
+
+    def close(self) -> None:
+        for env in self.envs:
             env.close()
-    return returns, successes
+        self.envs.clear()
 
 
 @torch.no_grad()
-def evaluate_seeds(
-    act: Callable[[np.ndarray], np.ndarray],
+def evaluate_stacked(
+    act: StackedPolicy,
     env_id: EnvSource,
     n_episodes: int,
     seeds: Sequence[int],
+    envs: EnvPool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Returns and successes ``[len(seeds), n_episodes]`` of one policy per seed, stepped side
-    by side (one batched forward pass per step for all seeds).
+    """Returns and successes ``[len(seeds), n_episodes]`` of one deterministic policy per seed,
+    every episode of every seed advancing together: one call of ``act`` per step.
 
-    ``act`` maps one observation per seed ``[K, obs_dim]`` to one action per seed ``[K,
-    act_dim]``. Episode ``i`` of policy ``k`` is reset with seed ``seeds[k] + i``, as
-    :func:`evaluate_policy_with_success` does for one policy, so a seed's numbers are those
-    of its own evaluation. Successes are NaN where the task defines no success.
+    Episode ``i`` of seed ``k`` is reset with seed ``seeds[k] + i``, as
+    :func:`evaluate_policy_with_success` does for one policy. ``act`` always receives the
+    observations of all ``K x n_episodes`` episodes; an episode that has ended keeps its last
+    observation and its action is dropped. So every call has the same shape whatever has
+    ended, and a seed's numbers never depend on the other seeds': seed ``k`` of a stacked
+    policy scores exactly as the one-seed policy evaluated alone (same machine). The returns
+    are those of the episodes played one after another up to float rounding (a batched
+    matrix product need not round a row as a one-row product does). ``envs``: environments
+    to reuse (made, and closed, here when ``None``). Successes are NaN where the task
+    defines no success (:func:`sftlib.data.goals.success_key`).
     """
-    envs = [make_env(env_id) for _ in seeds]
-    key = success_key(env_id_of(env_id))
-    returns = np.zeros((len(seeds), n_episodes))
-    successes = np.full((len(seeds), n_episodes), np.nan if key is None else 0.0)
+    pool = EnvPool(env_id) if envs is None else envs
+    shape, key = (len(seeds), n_episodes), success_key(env_id_of(env_id))
+    grid = pool.take(len(seeds) * n_episodes)  # episode i of seed k at k * n_episodes + i
+    returns = np.zeros(len(grid))
+    successes = np.full(len(grid), np.nan if key is None else 0.0)
     try:
-        for episode in range(n_episodes):
-            obs = np.stack(
-                [env.reset(seed=s + episode)[0] for env, s in zip(envs, seeds, strict=True)]
-            )
-            running = np.ones(len(seeds), bool)
-            while running.any():
-                actions = act(obs)
-                for k in np.flatnonzero(running):
-                    obs[k], reward, reached, done = _step(envs[k], actions[k], key)
-                    returns[k, episode] += reward
-                    if reached:
-                        successes[k, episode] = 1.0
-                    running[k] = not done
+        obs = np.stack(
+            [
+                env.reset(seed=seeds[j // n_episodes] + j % n_episodes)[0]
+                for j, env in enumerate(grid)
+            ]
+        )
+        running = np.ones(len(grid), bool)
+        while running.any():
+            actions = act(obs.reshape(*shape, -1)).reshape(len(grid), -1)
+            for j in np.flatnonzero(running):
+                obs[j], reward, reached, done = _step(grid[j], actions[j], key)
+                returns[j] += reward
+                if reached:
+                    successes[j] = 1.0
+                running[j] = not done
     finally:
-        for env in envs:
-            env.close()
-    return returns, successes
+        if envs is None:
+            pool.close()
+    return returns.reshape(shape), successes.reshape(shape)

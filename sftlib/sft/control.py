@@ -26,13 +26,10 @@ from sftlib.agents import Agent, agent_from_state
 from sftlib.agents.seeds import bind_seed, is_bound, stack_agents
 from sftlib.config import FinetuneConfig, SFTConfig
 from sftlib.data.buffer import ReplayBuffer
+from sftlib.data.rollouts import StackedPolicy
 from sftlib.sft.fqe import FQE
 from sftlib.sft.policy_evaluation import POLICIES as ACTORS
 from sftlib.sft.selection import Selection, pick, select_actions
-
-Policy = Callable[[np.ndarray], np.ndarray]
-"""A deterministic policy on a batch of raw observations, ``[B, obs_dim] -> [B, act_dim]``, as
-the evaluation rollouts call it (:func:`sftlib.data.rollouts.evaluate_side_by_side`)."""
 
 
 class Journal(Protocol):
@@ -92,9 +89,14 @@ class Control:
                 actions.append(control.act(observation, deterministic=False))
         return actions
 
-    def executed_policy(self) -> Policy | None:
-        """The policy whose evaluation is the executed score (on a batch of observations);
-        ``None``: the learner's."""
+    @classmethod
+    def executed_side_by_side(
+        cls, controls: Sequence[Control], stack: Agent
+    ) -> StackedPolicy | None:
+        """The executed policies of several seeds' controls of this class, as they are now,
+        as one deterministic policy: its evaluation is their executed scores. ``stack`` is
+        their stacked learner (for one seed, its learner). ``None``: every seed's executed
+        policy is its learner (the default)."""
         return None
 
     def anchor_agent(self) -> Agent | None:
@@ -139,7 +141,7 @@ class Control:
         """Restore :meth:`state_dict`."""
 
 
-def stacked_anchors(controls: Sequence[PolicyExpansion]) -> Agent:
+def stacked_anchors(controls: Sequence[Control]) -> Agent:
     """The anchors of ``controls`` (the seeds of one batched run, in order) as one frozen
     stacked agent, each anchor bound to its slice (weights and generator, as the stacked
     learner binds the seeds' learners). Kept on the first control; built again when an anchor
@@ -158,6 +160,32 @@ def stacked_anchors(controls: Sequence[PolicyExpansion]) -> Agent:
         bind_seed(anchor, stack, slot)
     controls[0]._anchor_stack = (anchors, stack)
     return stack
+
+
+def anchors_side_by_side(controls: Sequence[Control]) -> Agent:
+    """What calls every seed's anchor at once: the one anchor of one seed, or
+    :func:`stacked_anchors`."""
+    return controls[0].anchor if len(controls) == 1 else stacked_anchors(controls)
+
+
+def critic_scores(
+    critics: set[str],
+    anchors: Agent,
+    stack: Agent,
+    observation: torch.Tensor,
+    candidates: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """The scores ``[S, n_critics, B * 2]`` (on the CPU) of every seed's two candidates
+    ``[S, B, 2, act_dim]`` at its raw observations ``[S, B, obs_dim]`` by each of ``critics``
+    (``"anchor"``: the anchors' critics, ``"learner"``: the learners'): one call of each
+    stacked critic for every seed, the candidates of a state side by side."""
+    states = observation.repeat_interleave(2, 1)  # [S, B * 2, obs_dim]: one per candidate
+    actions = candidates.flatten(1, 2)
+    return {
+        critic: agent.q_values(states, actions).cpu()
+        for critic, agent in zip(ACTORS, (anchors, stack), strict=True)
+        if critic in critics
+    }
 
 
 class LearnerAlone(Control):
@@ -313,12 +341,7 @@ class PolicyExpansion(Control):
             None if p else ACTORS[c.selector is not c.anchor]
             for c, p in zip(controls, probing, strict=True)
         ]
-        states = observation.repeat_interleave(2, 1)  # [S, 2, obs_dim]: one per candidate
-        scores = {
-            critic: agent.q_values(states, candidates[:, 0]).cpu()  # [S, n_critics, 2]
-            for critic, agent in zip(ACTORS, (anchors, stack), strict=True)
-            if critic in critics
-        }
+        scores = critic_scores(set(critics), anchors, stack, observation, candidates)
         actions = []
         for slot, control in enumerate(controls):
             if probing[slot]:
@@ -327,14 +350,38 @@ class PolicyExpansion(Control):
             mine = candidates[slot]
             with own(slot):
                 action, index, _ = pick(
-                    scores[critics[slot]][slot][:, None], mine, control.selection(False),
-                    control.allowed(mine),
+                    scores[critics[slot]][slot].unflatten(-1, mine.shape[:2]), mine,
+                    control.selection(False), control.allowed(mine),
                 )  # fmt: skip
             actions.append((action[0].numpy(), ACTORS[int(index[0])]))
         return actions
 
-    def executed_policy(self) -> Policy:
-        return lambda obs: self.choose(obs, True)[0]
+    @classmethod
+    def executed_side_by_side(cls, controls, stack) -> StackedPolicy:
+        """Every seed's deterministic selection (by its selecting critic, within its support
+        check) from one call of the stacked anchors, one of the stacked learner and one of each
+        stacked critic that selects for some seed, per step."""
+        anchors = anchors_side_by_side(controls)
+        critics = [ACTORS[c.selector is not c.anchor] for c in controls]
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            observation = torch.as_tensor(obs, dtype=torch.float32)  # [S, B, obs_dim]
+            candidates = torch.stack(
+                [anchors.policy_action(observation, True), stack.policy_action(observation, True)],
+                2,
+            ).cpu()  # [S, B, 2, act_dim]
+            scores = critic_scores(set(critics), anchors, stack, observation, candidates)
+            actions = []
+            for slot, control in enumerate(controls):
+                mine = candidates[slot]
+                action, _, _ = pick(
+                    scores[critics[slot]][slot].unflatten(-1, mine.shape[:2]), mine,
+                    control.selection(True), control.allowed(mine),
+                )  # fmt: skip
+                actions.append(action)
+            return torch.stack(actions).numpy()
+
+        return act
 
     def state_dict(self) -> dict[str, Any]:
         return {"anchor": self.anchor.state_dict()}

@@ -22,7 +22,8 @@ import torch
 
 from sftlib.agents import Agent, agent_from_state
 from sftlib.config import SFTConfig
-from sftlib.sft.control import Control, Journal, Policy, RunParts
+from sftlib.data.rollouts import StackedPolicy
+from sftlib.sft.control import Control, Journal, RunParts, anchors_side_by_side
 from sftlib.sft.policy_evaluation import POLICIES
 from sftlib.sft.reset import reset_due
 
@@ -89,10 +90,24 @@ class EpisodeSelection(Control):
         action = self.policies[name].policy_action(observation[None], deterministic)[0]
         return action.cpu().numpy(), name
 
-    def executed_policy(self) -> Policy | None:
-        if self.promoted:
-            return None  # the learner's own evaluation
-        return lambda obs: self.anchor.act(obs, True)
+    @classmethod
+    def executed_side_by_side(cls, controls, stack) -> StackedPolicy | None:
+        """Each seed's promoted policy: its learner (``None`` when every seed's is: the
+        learners' own evaluation) or its anchor, from one call of each stack."""
+        promoted = torch.tensor([control.promoted for control in controls])
+        if promoted.all():
+            return None
+        anchors = anchors_side_by_side(controls)
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            observation = torch.as_tensor(obs, dtype=torch.float32)  # [S, B, obs_dim]
+            actions = anchors.policy_action(observation, True).cpu()
+            if promoted.any():
+                learners = stack.policy_action(observation, True).cpu()
+                actions = torch.where(promoted[:, None, None], learners, actions)
+            return actions.numpy()
+
+        return act
 
     def episode_ended(
         self, start: np.ndarray, rewards: list[float], actors: list[str], journal: Journal

@@ -39,6 +39,7 @@ from sftlib.training.checkpoint import (
     comparable_config,
     load_pretrained,
 )
+from sftlib.training.evaluation import SeedEvaluations
 from sftlib.training.seed_run import FineTuner, FinetuneResult, resume_point
 
 BATCH_FIELDS = ("seed", "pretrain_dir")
@@ -150,7 +151,8 @@ def run_side_by_side(
     in lockstep. Each step: every seed's training action (its control's answer), one
     environment step per seed, ``utd_ratio`` stacked updates on one batch per seed, the
     stacked FQE update when due; then per seed, by its own schedule and state, what follows
-    the updates (the control's checks and resets, evaluation) and the episode's end.
+    the updates (the control's checks and resets); every seed's evaluation side by side
+    (:class:`~sftlib.training.evaluation.SeedEvaluations`) when due; each episode's end.
 
     Each seed keeps its own global torch random state (``rngs``, updated in place; PEX
     samples its selection from it, a reset its fresh weights), swapped in around the seed's
@@ -169,19 +171,14 @@ def run_side_by_side(
         with own(slot):
             obs.append(run.begin(checkpoint))
     learner = _stacked_learner(runs)
+    evaluations = SeedEvaluations(runs, learner)
+    if not runs[0].state.evals:  # a fresh start: the offline policy first
+        _record(runs, evaluations)
     controls = [run.control for run in runs]
     acting = type(controls[0])
     critics = [critic for control in controls for critic in control.fqe_critics().values()]
     fqe = StackedFQE(critics) if critics else None  # every seed's FQE critics as one stack
-    start, config = runs[0].state.step, runs[0].config
-    seeds = ",".join(str(run.config.seed) for run in runs)
-    bar = tqdm(
-        range(start + 1, config.online_steps + 1),
-        desc=f"finetune {config.sft.variant} seed {seeds}",
-        disable=not progress,
-        initial=start,
-        total=config.online_steps,
-    )
+    config, bar = runs[0].config, _progress(runs, progress)
     for step in bar:
         for run in runs:
             run.state.step = step
@@ -199,15 +196,40 @@ def run_side_by_side(
         _sync(learner, runs, saving)
         if fqe is not None and controls[0].fqe_due(step):
             update_fqe(fqe, runs, _policy_stacks(learner, controls))
-        for slot, (run, (next_obs, done)) in enumerate(zip(runs, stepped, strict=True)):
+        for slot, run in enumerate(runs):
             with own(slot):
                 run.review(step)
+        if runs[0].evaluates_at(step):
+            _record(runs, evaluations, bar)
+        for slot, (run, (next_obs, done)) in enumerate(zip(runs, stepped, strict=True)):
+            with own(slot):
                 obs[slot] = run.end_episode(step) if done else next_obs
         _after_resets(learner, runs)
-        if runs[0].evaluates_at(step):
-            scores = [run.state.evals[-1]["executed_score"] for run in runs]
-            bar.set_postfix(score=f"{np.mean(scores):.1f}")
+    evaluations.close()
     return [_finish(run, len(runs)) for run in runs]
+
+
+def _progress(runs: list[FineTuner], progress: bool) -> tqdm:
+    """The loop's steps still to run, as a progress bar (hidden when not ``progress``)."""
+    start, config = runs[0].state.step, runs[0].config
+    seeds = ",".join(str(run.config.seed) for run in runs)
+    return tqdm(
+        range(start + 1, config.online_steps + 1),
+        desc=f"finetune {config.sft.variant} seed {seeds}",
+        disable=not progress,
+        initial=start,
+        total=config.online_steps,
+    )
+
+
+def _record(runs: list[FineTuner], evaluations: SeedEvaluations, bar: tqdm | None = None) -> None:
+    """Every seed's evaluation at the current step, side by side, into its run; the seeds'
+    mean executed score on ``bar``."""
+    rows = evaluations.rows()
+    for run, row in zip(runs, rows, strict=True):
+        run.record(row)
+    if bar is not None:
+        bar.set_postfix(score=f"{np.mean([row['executed_score'] for row in rows]):.1f}")
 
 
 def _stacked_learner(runs: list[FineTuner]) -> Agent:

@@ -36,7 +36,7 @@ from sftlib.config import PretrainConfig, compile_mode, compile_update
 from sftlib.data.buffer import Normalizer, ReplayBuffer
 from sftlib.data.datasets import DatasetInfo, dataset_info, load_dataset, transitions
 from sftlib.data.goals import success_rate
-from sftlib.data.rollouts import evaluate_seeds
+from sftlib.data.rollouts import EnvPool, evaluate_stacked
 from sftlib.layout import (
     AGENT,
     EVAL_CSV,
@@ -165,6 +165,7 @@ def _train(
     clock_start = time.perf_counter() - elapsed
     sums = MetricSums()
     loggers = [_live(c, out) for c, out in zip(configs, dirs, strict=True)]
+    envs = EnvPool(info)
     seeds = ",".join(str(c.seed) for c in configs)
     bar = tqdm(
         range(start + 1, config.offline_steps + 1),
@@ -175,12 +176,12 @@ def _train(
     )
     try:
         if start == 0:
-            _record_evals(evals, agent, info, configs, 0)
+            _record_evals(evals, agent, info, envs, configs, 0)
             _log(loggers, evals, train_rows, 0)
         for step in bar:
             sums.add(agent.update(buffer.sample_per_seed(config.batch_size, rngs), online=False))
             if step % config.eval_every == 0 or step == config.offline_steps:
-                _record_evals(evals, agent, info, configs, step)
+                _record_evals(evals, agent, info, envs, configs, step)
                 for rows, means in zip(train_rows, sums.per_seed_means(), strict=True):
                     rows.append({"step": step, **means})
                 _log(loggers, evals, train_rows, step)
@@ -190,6 +191,7 @@ def _train(
                 elapsed = time.perf_counter() - clock_start
                 _save_checkpoints(configs, dirs, agent, rngs, step, evals, train_rows, elapsed)
     finally:
+        envs.close()
         for logger in loggers:
             logger.close()
     wall = time.perf_counter() - clock_start
@@ -306,15 +308,18 @@ def _record_evals(
     evals: list[list[dict]],
     agent: Agent,
     info: DatasetInfo,
+    envs: EnvPool,
     configs: list[PretrainConfig],
     step: int,
 ) -> None:
-    """Evaluate every seed's deterministic policy side by side; append a row per seed."""
-    returns, successes = evaluate_seeds(
+    """Evaluate every seed's deterministic policy, all episodes side by side (in ``envs``,
+    kept between evaluations); append a row per seed."""
+    returns, successes = evaluate_stacked(
         lambda obs: agent.act_per_seed(obs, deterministic=True),
         info,
         configs[0].eval_episodes,
         [eval_seed(c.seed) for c in configs],
+        envs,
     )
     for rows, seed_returns, seed_successes in zip(evals, returns, successes, strict=True):
         row = {

@@ -31,14 +31,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sftlib.agents import Agent, agent_from_state
+from sftlib.agents import agent_from_state
 from sftlib.analysis.metrics import decision_calls, online_cost, stability_metrics
 from sftlib.config import FinetuneConfig, compile_mode, compile_update
 from sftlib.data.buffer import Batch, ReplayBuffer, sample_online_data
 from sftlib.data.datasets import DatasetInfo, dataset_info, load_dataset, transitions
 from sftlib.data.envs import make_env
-from sftlib.data.goals import shape_reward, success_rate
-from sftlib.data.rollouts import evaluate_side_by_side, to_env_action
+from sftlib.data.goals import shape_reward
+from sftlib.data.rollouts import to_env_action
 from sftlib.layout import (
     ANCHOR_COLUMNS,
     CHECK_COLUMNS,
@@ -71,7 +71,6 @@ from sftlib.training.live import make_logger, run_tags
 from sftlib.utils import (
     atomic_torch_save,
     atomic_write_json,
-    eval_seed,
     resolve_device,
     rng_state,
     seed_everything,
@@ -217,7 +216,6 @@ class FineTuner:
         """``perf_counter`` at which the run would have started without interruptions."""
         self.seeds_in_process = 1
         """How many seeds fine-tuned side by side in this run's process."""
-        self.anchor_cache: tuple[Agent, dict[str, float]] | None = None
         tags = run_tags(
             out_dir, self.info.dataset_id, self.learner.name, config.sft.variant, config.seed
         )
@@ -239,57 +237,17 @@ class FineTuner:
             self.config.offline_ratio, self.rng,
         )  # fmt: skip
 
-    def evaluate(self) -> dict[str, float]:
-        """Executed and learner-alone scores (deterministic); never used for decisions."""
-        seed, n_episodes = eval_seed(self.config.seed), self.config.eval_episodes
-        learner, learner_success = evaluate_side_by_side(
-            lambda o: self.learner.act(o, True), self.info, n_episodes, seed
-        )
-        executed, executed_success = learner, learner_success
-        if (policy := self.control.executed_policy()) is not None:
-            executed, executed_success = evaluate_side_by_side(policy, self.info, n_episodes, seed)
-        row = {
-            "step": self.state.step,
-            "executed_score": float(self.info.normalize(executed).mean()),
-            "learner_score": float(self.info.normalize(learner).mean()),
-            "executed_return": float(executed.mean()),
-            "learner_return": float(learner.mean()),
-        }
-        if self.info.success_key is not None:
-            row["executed_success"] = success_rate(executed_success)
-            row["learner_success"] = success_rate(learner_success)
-        if (anchor := self.control.anchor_agent()) is not None:
-            row.update(self.anchor_scores(anchor))
-        return row
-
-    def anchor_scores(self, anchor: Agent) -> dict[str, float]:
-        """The frozen anchor's evaluation, made once per anchor: a frozen deterministic
-        policy on the evaluation's fixed seeds scores the same every time."""
-        if self.anchor_cache is None or self.anchor_cache[0] is not anchor:
-            returns = evaluate_side_by_side(
-                lambda o: anchor.act(o, True), self.info, self.config.eval_episodes,
-                eval_seed(self.config.seed),
-            )[0]  # fmt: skip
-            scores = {
-                "anchor_score": float(self.info.normalize(returns).mean()),
-                "anchor_return": float(returns.mean()),
-            }
-            self.anchor_cache = (anchor, scores)
-        return self.anchor_cache[1]
-
     # --- the steps of the loop ------------------------------------------------------------
     def begin(self, checkpoint: dict[str, Any] | None = None) -> np.ndarray:
-        """Restore ``checkpoint`` (or ``out_dir/checkpoint.pt``), or start afresh with an
-        evaluation of the offline policy; the first observation."""
+        """Restore ``checkpoint`` (or ``out_dir/checkpoint.pt``), or start afresh; the first
+        observation."""
         if checkpoint is None and (self.out / STATE).exists():
             checkpoint = load_checkpoint(self.out / STATE)
         if checkpoint is not None:
             self.load_state_dict(checkpoint)
             obs, _ = self.env.reset()
-        else:
+        else:  # the loop evaluates the offline policy first (step 0)
             obs, _ = self.env.reset(seed=self.config.seed)
-            self.state.evals.append(self.evaluate())
-            self.watch(0, {})
         self.clock_start = time.perf_counter() - self.state.elapsed
         self.episode = TrainingEpisode(obs, start_step=self.state.step + 1)
         return obs
@@ -319,17 +277,28 @@ class FineTuner:
         return self.state.next_checkpoint <= step < self.config.online_steps
 
     def review(self, step: int) -> None:
-        """After the updates of step ``step``: the control's checks, switches and resets,
-        then the evaluation and the training log, as their schedules say."""
-        state, start = self.state, self.episode.start
+        """After the updates of step ``step``: the control's checks, switches and resets."""
+        state = self.state
         logged = len(state.events)
-        self.control.review(step, start, state)
+        self.control.review(step, self.episode.start, state)
         for event in state.events[logged:]:
             self.live.event(step, event["event"], event["detail"])
-        if self.evaluates_at(step):
-            state.evals.append(self.evaluate())
-            state.train.append({"step": step, **state.flush(), **self.control.train_metrics(start)})
-            self.watch(step, state.train[-1])
+
+    def record(self, row: dict[str, float]) -> None:
+        """An evaluation's ``row`` (:class:`sftlib.training.evaluation.SeedEvaluations`) at
+        the current step, with the training log since the last one (none at step 0, the
+        offline policy's)."""
+        state, step = self.state, self.state.step
+        state.evals.append(row)
+        train: dict[str, Any] = {}
+        if step > 0:
+            train = {
+                "step": step,
+                **state.flush(),
+                **self.control.train_metrics(self.episode.start),
+            }
+            state.train.append(train)
+        self.watch(step, train)
 
     def watch(self, step: int, train: dict[str, float]) -> None:
         """The latest evaluation (with the executed policy's dip so far) and ``train`` row
