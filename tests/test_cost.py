@@ -55,27 +55,27 @@ def test_the_work_of_each_run_is_counted_from_its_parameters(tmp_path):
     by_variant = costs(plan(study(), tmp_path))
     pre, direct, sft = by_variant["pretrain"], by_variant["direct"], by_variant["sft"]
     # Pretraining, 2 seeds in one process: 1,000 stacked updates; evaluations at 0, 500, 1,000
-    # of 2 episodes of 200 steps, in each seed's environment.
+    # of 2 episodes of 200 steps per seed, all 4 episodes at once (one forward a step).
     assert (pre.seeds, pre.updates, pre.fqe_updates, pre.env_steps) == (2, 2_000, 0, 0)
     assert pre.eval_steps == 3 * 2 * EPISODE * 2
     assert pre.seconds == pytest.approx(
-        1_000 * UPDATE + 3 * 2 * EPISODE * (2 * ENV + ACT) + cost.NOTEBOOK_START_S
+        1_000 * UPDATE + 3 * EPISODE * (2 * 2 * ENV + ACT) + cost.NOTEBOOK_START_S
     )
     # direct: the learner alone, one batched forward a step; one evaluation of the learner.
     assert (direct.updates, direct.fqe_updates, direct.env_steps) == (800, 0, 800)
     assert direct.eval_steps == 3 * 1 * EPISODE * 2
     assert direct.seconds == pytest.approx(
-        400 * (UPDATE + 2 * ENV + ACT) + 2 * 3 * EPISODE * (ENV + ACT) + cost.NOTEBOOK_START_S
+        400 * (UPDATE + 2 * ENV + ACT) + 3 * EPISODE * (2 * ENV + ACT) + cost.NOTEBOOK_START_S
     )
-    # sft: the anchor's forwards per seed, an FQE step every 2 steps, the executed policy
-    # evaluated beside the learner.
+    # sft: the anchors' forwards (each for both seeds), an FQE step every 2 steps, the
+    # executed policy evaluated beside the learner.
     assert (sft.updates, sft.fqe_updates, sft.env_steps) == (800, 400, 800)
     assert sft.eval_steps == 2 * direct.eval_steps
-    forwards = 2 * cost.ANCHOR_FORWARDS
+    forwards = cost.ANCHOR_FORWARDS
     assert sft.seconds == pytest.approx(
         400 * (UPDATE + 2 * ENV + forwards * ACT)
         + 200 * UPDATE
-        + 2 * 3 * EPISODE * (2 * ENV + (1 + cost.ANCHOR_FORWARDS) * ACT)
+        + 3 * EPISODE * (2 * 2 * ENV + (1 + cost.ANCHOR_FORWARDS) * ACT)
         + cost.NOTEBOOK_START_S
     )
 

@@ -6,13 +6,15 @@ rates measured on this machine by :func:`measure_rates` in a few seconds (or giv
 do). The model, printed with every estimate (:func:`describe`):
 
 - a pretraining process of K seeds: ``offline_steps`` stacked updates of K seeds, plus its
-  evaluations (episodes x episode length steps of K environments, one batched forward each);
+  evaluations (every episode of every seed at once: per step of an episode's length, K x
+  ``eval_episodes`` environment steps and one batched forward);
 - a fine-tuning process of K seeds: per online step ``utd_ratio`` stacked updates, K
-  environment steps and the policy forwards of its variant (one batched forward for
-  ``direct``; for the variants that act with an anchor, :data:`ANCHOR_FORWARDS` per seed),
-  an FQE step every ``fqe_every`` steps where the variant uses FQE (both critics of every
-  seed train as one stack: counted as one update), and its evaluations (the executed policy
-  and, when it is not the learner, the learner alone);
+  environment steps and the policy forwards of its variant, each one batched forward for
+  all seeds (one for ``direct``; :data:`ANCHOR_FORWARDS` for the variants that act with an
+  anchor), an FQE step every ``fqe_every`` steps where the variant uses FQE (both critics of
+  every seed train as one stack: counted as one update), and its evaluations (the learner
+  alone and, when it is not the executed policy, the executed policy; every episode of every
+  seed at once, as in pretraining);
 - every notebook :data:`NOTEBOOK_START_S` for starting its kernel, imports and loading the
   dataset; every local dataset still to make :data:`DATASET_BUILD_S`, before any run;
 - evaluation episodes as long as the dataset's mean episode when the dataset is here, else
@@ -50,8 +52,8 @@ NOTEBOOK_START_S = 15.0
 DATASET_BUILD_S = 60.0
 """Seconds to make one local dataset (README: about a minute per MuJoCo level)."""
 ANCHOR_FORWARDS = 3
-"""Forward passes per seed and step of a variant that acts with an anchor: the anchor's and
-the learner's candidates and the selector critic's values."""
+"""Forward passes per step of a variant that acts with an anchor, each for all seeds at once:
+the anchors' and the learners' candidates and the selecting critics' values."""
 DEFAULT_EPISODE_STEPS = 1_000
 """Episode length when neither the dataset nor the environment says (MuJoCo's time limit)."""
 UNTIMED = Rates({ANY: 0.0}, {ANY: 0.0}, {ANY: 0.0}, source="not timed")
@@ -167,8 +169,9 @@ def run_cost(run: Run, shape: Shape, rates: Rates, episode_steps: int) -> RunCos
     seeds = shape.seeds
     if run.kind == "pretrain":
         pre = pretrain_config(_config_values(run.parameters, PretrainConfig))
-        episodes = eval_count(pre.offline_steps, pre.eval_every) * pre.eval_episodes
-        seconds = pre.offline_steps * update + episodes * episode_steps * (seeds * env_step + act)
+        evals, episodes = eval_count(pre.offline_steps, pre.eval_every), pre.eval_episodes
+        per_eval = episode_steps * (seeds * episodes * env_step + act)
+        seconds = pre.offline_steps * update + evals * per_eval
         return RunCost(
             run.name,
             run.kind,
@@ -176,21 +179,20 @@ def run_cost(run: Run, shape: Shape, rates: Rates, episode_steps: int) -> RunCos
             updates=pre.offline_steps * seeds,
             fqe_updates=0,
             env_steps=0,
-            eval_steps=episodes * episode_steps * seeds,
+            eval_steps=evals * episodes * episode_steps * seeds,
             seconds=seconds + NOTEBOOK_START_S,
         )
     config = finetune_config(_config_values(run.parameters, FinetuneConfig))
     steps, variant = config.online_steps, config.sft.variant
     anchored = _acts_with_anchor(variant)
     fqe_steps = steps // config.sft.fqe_every if VARIANTS[variant].ope in ("fqe", "cpe") else 0
-    forwards = seeds * ANCHOR_FORWARDS if anchored else 1
+    forwards = ANCHOR_FORWARDS if anchored else 1
     per_step = config.utd_ratio * update + seeds * env_step + forwards * act
-    episodes = eval_count(steps, config.eval_every) * config.eval_episodes
-    # Each seed evaluates its learner, and its executed policy when that is not the learner.
-    per_eval_step = env_step + act + (env_step + ANCHOR_FORWARDS * act if anchored else 0.0)
-    seconds = (
-        steps * per_step + fqe_steps * update + seeds * episodes * episode_steps * per_eval_step
-    )
+    evals, episodes = eval_count(steps, config.eval_every), config.eval_episodes
+    # The learners alone, and the executed policies when they are not the learners.
+    env_steps = seeds * episodes * env_step
+    per_eval = episode_steps * (env_steps + act + (env_steps + forwards * act if anchored else 0))
+    seconds = steps * per_step + fqe_steps * update + evals * per_eval
     return RunCost(
         run.name,
         run.kind,
@@ -198,7 +200,7 @@ def run_cost(run: Run, shape: Shape, rates: Rates, episode_steps: int) -> RunCos
         updates=steps * config.utd_ratio * seeds,
         fqe_updates=fqe_steps * seeds,
         env_steps=steps * seeds,
-        eval_steps=seeds * episodes * episode_steps * (2 if anchored else 1),
+        eval_steps=seeds * evals * episodes * episode_steps * (2 if anchored else 1),
         seconds=seconds + NOTEBOOK_START_S,
     )
 
