@@ -123,15 +123,16 @@ def test_one_policy_drives_each_episode_and_mc_returns_promote_and_demote(
 
 
 def _side_by_side(pretrained_dirs, tmp_path, **params) -> tuple[list[FineTuner], Agent]:
-    """Two seeds' runs from one pretraining run and their stacked learner, whose policy is
+    """Two seeds' runs from one pretraining run and their stacked learner, whose networks are
     moved away from the anchors' (otherwise still the same)."""
     runs = [tuner(pretrained_dirs, tmp_path / f"seed{s}", seed=s, **params) for s in (0, 1)]
     stack = stack_agents([run.learner for run in runs])
     for slot, run in enumerate(runs):
         bind_seed(run.learner, stack, slot)
     with torch.no_grad():
-        for p in stack.actor.parameters():
-            p.add_(0.3 * torch.randn_like(p))
+        for module in stack.modules().values():
+            for p in module.parameters():
+                p.add_(0.3 * torch.randn_like(p))
     return runs, stack
 
 
