@@ -16,7 +16,14 @@ import pytest
 import torch
 
 from sftlib.agents import Agent, make_agent
-from sftlib.agents.seeds import bind_seed, is_bound, seed_state, stack_agents, stack_states
+from sftlib.agents.seeds import (
+    bind_seed,
+    bound_seeds,
+    is_bound,
+    seed_state,
+    stack_agents,
+    stack_states,
+)
 from sftlib.config import FinetuneConfig, PretrainConfig, finetune_config
 from sftlib.data.buffer import Batch
 from sftlib.sft.control import PolicyExpansion
@@ -155,6 +162,7 @@ def test_a_bound_seed_acts_with_the_stack_and_copies_its_current_weights():
     bound = agents[1]
     bind_seed(bound, stacked, 1)
     assert is_bound(bound, stacked, 1) and not is_bound(agents[0], stacked, 0)
+    assert bound_seeds(agents, stacked) == [False, True, False]
     generator = torch.Generator().manual_seed(0)
     batch = Batch(
         torch.randn(3, 32, 3, generator=generator),

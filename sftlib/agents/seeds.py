@@ -133,6 +133,13 @@ def is_bound(agent: Agent, stacked: Agent, index: int) -> bool:
     return _first_parameter(agent).data_ptr() == _seed_addresses(stacked)[index]
 
 
+def bound_seeds(agents: Sequence[Agent], stacked: Agent) -> list[bool]:
+    """For each of ``agents``, whether it is (still) the seed of ``stacked`` at its own index
+    (:func:`is_bound` for every seed, the stack's addresses read once)."""
+    addresses = _seed_addresses(stacked)
+    return [_first_parameter(a).data_ptr() == addresses[i] for i, a in enumerate(agents)]
+
+
 def seed_slots(stacked: Agent, agents: Sequence[Agent]) -> list[int] | None:
     """For each seed of ``stacked``, in order, the index in ``agents`` of a one-seed agent
     bound to it (:func:`is_bound`; ``stacked`` itself for a stack of one), or ``None`` when

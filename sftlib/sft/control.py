@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from sftlib.agents import Agent, agent_from_state
-from sftlib.agents.seeds import bind_seed, is_bound, stack_agents
+from sftlib.agents.seeds import bind_seed, bound_seeds, stack_agents
 from sftlib.config import FinetuneConfig, SFTConfig
 from sftlib.data.buffer import ReplayBuffer
 from sftlib.data.rollouts import StackedPolicy
@@ -149,7 +149,7 @@ def stacked_anchors(controls: Sequence[Control]) -> Agent:
     anchors = [control.anchor for control in controls]
     cached = getattr(controls[0], "_anchor_stack", None)
     if cached is not None and all(a is b for a, b in zip(cached[0], anchors, strict=True)):
-        if all(is_bound(a, cached[1], slot) for slot, a in enumerate(anchors)):
+        if all(bound_seeds(anchors, cached[1])):
             return cached[1]
     with torch.random.fork_rng(devices=[]):  # building draws initial weights: no seed's draws
         stack = stack_agents(anchors)

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sftlib.agents import Agent
-from sftlib.agents.seeds import bind_seed, is_bound, seed_state, stack_agents
+from sftlib.agents.seeds import bind_seed, bound_seeds, seed_state, stack_agents
 from sftlib.config import FinetuneConfig
 from sftlib.data.buffer import Batch
 from sftlib.sft.control import Control, stacked_anchors
@@ -283,7 +283,7 @@ def _after_resets(learner: Agent, runs: list[FineTuner]) -> None:
     """After a step at which the seeds reset their learners: the reset weights are already in
     the stack (a seed's reset writes through its binding); each seed also rebuilt its Adam
     state, which unbound it. Start the stack's Adam state afresh and bind the seeds again."""
-    bound = [is_bound(run.learner, learner, slot) for slot, run in enumerate(runs)]
+    bound = bound_seeds([run.learner for run in runs], learner)
     if all(bound):
         return
     if any(bound):
