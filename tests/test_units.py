@@ -19,11 +19,15 @@ from sftlib.agents.iql import expectile_loss
 from sftlib.analysis.metrics import METRICS, stability_metrics
 from sftlib.data.buffer import (
     FIELDS,
+    ONLINE_DATA,
     Batch,
     Normalizer,
     ReplayBuffer,
+    draw_online_data,
+    gather_draws,
     sample_appended,
     sample_mixed,
+    sample_online_data,
 )
 from sftlib.data.datasets import DatasetInfo, dataset_info, transitions
 from sftlib.data.rollouts import from_env_action, to_env_action
@@ -191,6 +195,39 @@ def test_sample_appended_draws_online_rows_at_the_natural_ratio():
     assert set(b.rewards.unique().tolist()) == {0.0, 1.0}
     empty = ReplayBuffer(2, 1, 10)
     assert torch.all(sample_appended(offline, empty, 50, np.random.default_rng(0)).rewards == 1)
+
+
+def numbered(n: int, start: float) -> ReplayBuffer:
+    """``n`` transitions whose every field holds the transition's number, from ``start``."""
+    value = np.arange(start, start + n, dtype=np.float32)
+    fields = {
+        k: np.repeat(value[:, None], v.shape[1], 1) for k, v in rows(n, 0.0).items() if v.ndim == 2
+    }
+    return ReplayBuffer.from_arrays(**fields, rewards=value, terminals=np.zeros(n, np.float32))
+
+
+@pytest.mark.parametrize("rule", ONLINE_DATA)
+@pytest.mark.parametrize("shared", [True, False])
+def test_draws_of_several_seeds_gathered_at_once_are_their_rows(rule, shared):
+    """Each seed's batch of a stacked gather holds, position by position, the offline or
+    online row its draw names, from its own buffers, whether or not the seeds share the
+    offline buffer; each seed's generator draws what its own batch draws."""
+    offlines = [numbered(50, 0.0)] * 3 if shared else [numbered(50, 100.0 * k) for k in range(3)]
+    onlines = [numbered(20, 1000.0), numbered(7, 2000.0), numbered(30, 3000.0)]
+    draws = [
+        draw_online_data(off, on, 16, rule, 0.25, np.random.default_rng(k))
+        for k, (off, on) in enumerate(zip(offlines, onlines, strict=True))
+    ]
+    batch = gather_draws(offlines, onlines, draws)
+    assert batch.obs.shape == (3, 16, 2) and batch.rewards.is_contiguous()
+    for k, (off, on, draw) in enumerate(zip(offlines, onlines, draws, strict=True)):
+        expected = off.rewards[draw.offline].copy()
+        expected[draw.online] = on.rewards[draw.online_rows]
+        np.testing.assert_array_equal(batch.rewards[k].numpy(), expected)
+        np.testing.assert_array_equal(batch.obs[k, :, 1].numpy(), expected)
+        assert draw.online.any() and (rule == "online" or not draw.online.all())
+        alone = sample_online_data(off, on, 16, rule, 0.25, np.random.default_rng(k))
+        np.testing.assert_array_equal(alone.rewards.numpy(), expected)
 
 
 def test_online_data_auto_is_each_algorithms_reference_recipe():

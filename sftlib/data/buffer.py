@@ -57,6 +57,9 @@ class Batch:
             return self
         return self._map(lambda t: t.to(device))
 
+    def contiguous(self) -> Batch:
+        return self._map(lambda t: t.contiguous())
+
     def unsqueeze_seed(self) -> Batch:
         """The batch of a one-seed run with the leading seed dimension ``[1, B, ...]``."""
         return self._map(lambda t: t.unsqueeze(0))
@@ -216,40 +219,84 @@ def returns_to_go(
     return out.astype(np.float32)
 
 
-def sample_mixed(
+@dataclass(frozen=True)
+class Draw:
+    """The rows of one fine-tuning batch, drawn but not yet gathered: at each of its ``B``
+    positions an offline row (``offline``, ``[B]``) or, where ``online`` (``[B]`` bools) is
+    set, the next of the online rows ``online_rows``. :func:`gather_draws` gathers the
+    draws of several seeds in one go."""
+
+    offline: np.ndarray
+    online: np.ndarray
+    online_rows: np.ndarray
+
+
+def draw_mixed(
     offline: ReplayBuffer,
     online: ReplayBuffer,
     batch_size: int,
     offline_ratio: float,
     rng: np.random.Generator,
-) -> Batch:
+) -> Draw:
     """``mix``: ``round(batch_size * offline_ratio)`` offline transitions, the rest online.
 
     While the online buffer is empty, the whole batch is offline.
     """
     n_off = batch_size if len(online) == 0 else int(round(batch_size * offline_ratio))
-    n_on = batch_size - n_off
-    parts = []
-    if n_off:
-        parts.append(offline.gather(offline.indices(n_off, rng)))
-    if n_on:
-        parts.append(online.gather(online.indices(n_on, rng)))
-    return offline.batch(torch.cat(parts) if len(parts) > 1 else parts[0])
+    off = offline.indices(n_off, rng) if n_off else np.zeros(0, np.int64)
+    on = online.indices(batch_size - n_off, rng) if n_off < batch_size else np.zeros(0, np.int64)
+    is_online = np.arange(batch_size) >= n_off
+    return Draw(np.concatenate([off, np.zeros(len(on), np.int64)]), is_online, on)
 
 
-def sample_appended(
+def draw_appended(
     offline: ReplayBuffer, online: ReplayBuffer, batch_size: int, rng: np.random.Generator
-) -> Batch:
+) -> Draw:
     """``append``: ``batch_size`` transitions drawn uniformly from the offline data with the
     online data appended (an index below ``len(offline)`` is offline, the rest online), so the
     online share is ``len(online) / (len(offline) + len(online))``."""
     idx = rng.integers(0, len(offline) + len(online), size=batch_size)
     is_online = idx >= len(offline)
-    rows = offline.gather(np.where(is_online, 0, idx))  # a new tensor: the buffer is safe
-    if is_online.any():
-        on_rows = online.gather(idx[is_online] - len(offline))
-        rows[torch.from_numpy(is_online)] = on_rows
-    return offline.batch(rows)
+    return Draw(np.where(is_online, 0, idx), is_online, idx[is_online] - len(offline))
+
+
+def draw_online_data(
+    offline: ReplayBuffer,
+    online: ReplayBuffer,
+    batch_size: int,
+    online_data: str,
+    offline_ratio: float,
+    rng: np.random.Generator,
+) -> Draw:
+    """The rows of a fine-tuning batch by the rule ``online_data`` (see :data:`ONLINE_DATA`)."""
+    if online_data == "mix":
+        return draw_mixed(offline, online, batch_size, offline_ratio, rng)
+    if online_data == "append":
+        return draw_appended(offline, online, batch_size, rng)
+    if online_data == "online":
+        if len(online) == 0:
+            raise ValueError("cannot sample from an empty buffer")
+        rows = online.indices(batch_size, rng)
+        return Draw(np.zeros(batch_size, np.int64), np.ones(batch_size, bool), rows)
+    raise ValueError(f"online_data must be one of {list(ONLINE_DATA)}, got {online_data!r}")
+
+
+def gather_draws(
+    offlines: Sequence[ReplayBuffer], onlines: Sequence[ReplayBuffer], draws: Sequence[Draw]
+) -> Batch:
+    """The batches of ``draws`` (draw ``k`` from ``offlines[k]`` and ``onlines[k]``) as one
+    stacked batch ``[len(draws), B, ...]``: the offline rows of every draw in one gather when
+    the offline buffer is shared (the seeds of one study point), then each draw's online
+    rows. Row for row the batches of the draws gathered one by one; each field contiguous
+    (a compiled update specialises on the layout, and rounds by it)."""
+    if all(offline is offlines[0] for offline in offlines):
+        rows = offlines[0].gather(np.stack([draw.offline for draw in draws]))  # a new tensor
+    else:
+        rows = torch.stack([o.gather(d.offline) for o, d in zip(offlines, draws, strict=True)])
+    for k, (online, draw) in enumerate(zip(onlines, draws, strict=True)):
+        if len(draw.online_rows):
+            rows[k, torch.from_numpy(draw.online)] = online.gather(draw.online_rows)
+    return offlines[0].batch(rows).contiguous()
 
 
 def sample_online_data(
@@ -260,14 +307,27 @@ def sample_online_data(
     offline_ratio: float,
     rng: np.random.Generator,
 ) -> Batch:
-    """A fine-tuning batch by the rule ``online_data`` (see :data:`ONLINE_DATA`)."""
-    if online_data == "mix":
-        return sample_mixed(offline, online, batch_size, offline_ratio, rng)
-    if online_data == "append":
-        return sample_appended(offline, online, batch_size, rng)
-    if online_data == "online":
-        return online.sample(batch_size, rng)
-    raise ValueError(f"online_data must be one of {list(ONLINE_DATA)}, got {online_data!r}")
+    """One fine-tuning batch by the rule ``online_data`` (see :data:`ONLINE_DATA`)."""
+    draw = draw_online_data(offline, online, batch_size, online_data, offline_ratio, rng)
+    return gather_draws([offline], [online], [draw]).seed(0)
+
+
+def sample_mixed(
+    offline: ReplayBuffer,
+    online: ReplayBuffer,
+    batch_size: int,
+    offline_ratio: float,
+    rng: np.random.Generator,
+) -> Batch:
+    """One batch of :func:`draw_mixed`."""
+    return sample_online_data(offline, online, batch_size, "mix", offline_ratio, rng)
+
+
+def sample_appended(
+    offline: ReplayBuffer, online: ReplayBuffer, batch_size: int, rng: np.random.Generator
+) -> Batch:
+    """One batch of :func:`draw_appended`."""
+    return sample_online_data(offline, online, batch_size, "append", 0.0, rng)
 
 
 class Normalizer:

@@ -156,20 +156,25 @@ class StackedFQE:
         return slice(slot * size, (slot + 1) * size)
 
     def update(
-        self, batches: Sequence[Batch], policies: Sequence[Agent], stacks: Sequence[Agent] = ()
+        self,
+        batches: Batch | Sequence[Batch],
+        policies: Sequence[Agent],
+        stacks: Sequence[Agent] = (),
     ) -> torch.Tensor:
-        """One regression step of every member, member ``i`` on ``batches[i]`` towards
-        ``policies[i]``'s values; returns the losses (detached, ``[members]``).
+        """One regression step of every member, member ``i`` on ``batches[i]`` (one batch per
+        member, or their stack ``[members, B, ...]``) towards ``policies[i]``'s values;
+        returns the losses (detached, ``[members]``).
 
         ``stacks``: stacked agents whose seeds some of ``policies`` are bound to (the batched
         run's learners, its anchors); the next actions of those members come from one call
         of the stack instead of one call each."""
-        if len(batches) != len(self.members) or len(policies) != len(self.members):
+        batch = batches if isinstance(batches, Batch) else Batch.stack(list(batches))
+        if len(batch.obs) != len(self.members) or len(policies) != len(self.members):
             raise ValueError(
                 "StackedFQE.update needs one batch and one policy per member "
-                f"({len(self.members)}), got {len(batches)} and {len(policies)}"
+                f"({len(self.members)}), got {len(batch.obs)} and {len(policies)}"
             )
-        batch = Batch.stack(list(batches)).to(self.device)
+        batch = batch.to(self.device)
         return _regress(self, batch, next_actions(batch.next_obs, policies, stacks))
 
     def optimizer_state(self, slot: int) -> dict:

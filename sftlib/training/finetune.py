@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from sftlib.agents import Agent
 from sftlib.agents.seeds import bind_seed, bound_seeds, seed_state, stack_agents
 from sftlib.config import FinetuneConfig
-from sftlib.data.buffer import Batch
+from sftlib.data.buffer import Batch, gather_draws
 from sftlib.sft.control import Control, stacked_anchors
 from sftlib.sft.fqe import StackedFQE
 from sftlib.training.checkpoint import (
@@ -188,7 +188,7 @@ def run_side_by_side(
             for run, observation, (action, actor) in zip(runs, obs, actions, strict=True)
         ]
         for _ in range(config.utd_ratio if controls[0].learns_at(step) else 0):
-            metrics = learner.update(Batch.stack([run.sample_batch() for run in runs]), online=True)
+            metrics = learner.update(gather_batches(runs, [1] * len(runs)), online=True)
             for slot, run in enumerate(runs):
                 run.state.log({key: value[slot : slot + 1] for key, value in metrics.items()})
         # A checkpoint holds the seed's optimiser state: its slice of the stacked one.
@@ -267,16 +267,24 @@ def update_fqe(
     in that order, each run's in the order of its control's critics), each on a batch of its
     run's, drawn in that order; each run logs its own losses. ``policy_stacks``: the stacked
     agents whose seeds the evaluated policies are (:meth:`StackedFQE.update`)."""
-    batches, policies = [], []
+    policies = []
     for run in runs:
         evaluated = run.control.fqe_policies()
-        for name in run.control.fqe_critics():
-            batches.append(run.sample_batch())
-            policies.append(evaluated[name])
-    losses = iter(stack.update(batches, policies, policy_stacks).split(1))
+        policies += [evaluated[name] for name in run.control.fqe_critics()]
+    batch = gather_batches(runs, [len(run.control.fqe_critics()) for run in runs])
+    losses = iter(stack.update(batch, policies, policy_stacks).split(1))
     for run in runs:
         for name in run.control.fqe_critics():
             run.state.log({f"fqe/loss_{name}": next(losses)})
+
+
+def gather_batches(runs: Sequence[FineTuner], counts: Sequence[int]) -> Batch:
+    """``counts[k]`` training batches of each run ``k``, drawn in that order with the run's
+    generator, as one stacked batch (run by run): the offline rows of all of them in one
+    gather (:func:`sftlib.data.buffer.gather_draws`)."""
+    owners = [run for run, count in zip(runs, counts, strict=True) for _ in range(count)]
+    draws = [run.draw() for run in owners]
+    return gather_draws([r.offline for r in owners], [r.online for r in owners], draws)
 
 
 def _after_resets(learner: Agent, runs: list[FineTuner]) -> None:

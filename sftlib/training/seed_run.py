@@ -34,7 +34,7 @@ import torch
 from sftlib.agents import agent_from_state
 from sftlib.analysis.metrics import decision_calls, online_cost, stability_metrics
 from sftlib.config import FinetuneConfig, compile_mode, compile_update
-from sftlib.data.buffer import Batch, ReplayBuffer, sample_online_data
+from sftlib.data.buffer import Draw, ReplayBuffer, draw_online_data
 from sftlib.data.datasets import DatasetInfo, dataset_info, load_dataset, transitions
 from sftlib.data.envs import make_env
 from sftlib.data.goals import shape_reward
@@ -228,12 +228,13 @@ class FineTuner:
         parts = RunParts(self.config, self.offline, self.online, self.rng, offline_state)
         return control.for_run(self.learner, parts)
 
-    def sample_batch(self) -> Batch:
-        """A training batch of offline and online transitions, by the rule ``online_data``
-        (``mix``: a fixed ``offline_ratio``; ``append``: the natural ratio)."""
-        learner = self.learner
-        return sample_online_data(
-            self.offline, self.online, learner.config.batch_size, self.online_data,
+    def draw(self) -> Draw:
+        """The rows of a training batch of offline and online transitions, by the rule
+        ``online_data`` (``mix``: a fixed ``offline_ratio``; ``append``: the natural ratio),
+        drawn with the run's generator (:func:`sftlib.training.finetune.gather_batches`
+        gathers them)."""
+        return draw_online_data(
+            self.offline, self.online, self.learner.config.batch_size, self.online_data,
             self.config.offline_ratio, self.rng,
         )  # fmt: skip
 
