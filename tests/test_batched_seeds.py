@@ -340,6 +340,24 @@ def test_batched_finetuning_writes_each_seeds_one_seed_run(
         assert events.count(",reset,") == 3
 
 
+def test_batched_episode_control_writes_each_seeds_one_seed_run(seed_pretraining, tmp_path):
+    """SFT's episode-level control: each seed's driver, promotion and reset its own; every
+    evaluation (two episodes a seed) plays all seeds' episodes side by side, each seed's
+    executed policy its promoted one."""
+    dirs = seed_pretraining["iql"]
+    configs = [
+        ft_config(d, seed, variant="sft-episode", eval_episodes=2, probe_every=2)
+        for seed, d in dirs.items()
+    ]
+    for c in configs:
+        finetune(c, tmp_path / f"alone-{c.seed}", progress=False)
+    finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
+    for c in configs:
+        assert_same_finetuning(tmp_path / f"alone-{c.seed}", tmp_path / f"batch-{c.seed}")
+    drivers = "".join((tmp_path / f"batch-{c.seed}" / "episodes.csv").read_text() for c in configs)
+    assert ",1.0,0.0" in drivers and ",0.0,1.0" in drivers  # both policies drove episodes
+
+
 def test_batched_sft_writes_each_seeds_one_seed_run_through_anchor_updates(
     seed_pretraining, tmp_path, monkeypatch
 ):

@@ -68,8 +68,10 @@ class SeedEvaluations:
     def _anchor(self, slot: int, anchor: Agent) -> dict[str, float]:
         cached = self.anchor_scores[slot]
         if cached is None or cached[0] is not anchor:
-            act = lambda obs: anchor.act_per_seed(obs, True)  # noqa: E731
-            returns = self._evaluate(act, [self.seeds[slot]])[0][0]
+            returns, _ = self._evaluate(
+                lambda obs: anchor.act_per_seed(obs, True), [self.seeds[slot]]
+            )
+            returns = returns[0]
             scores = {
                 "anchor_score": float(self.info.normalize(returns).mean()),
                 "anchor_return": float(returns.mean()),
