@@ -313,6 +313,17 @@ def assert_same_finetuning(a: Path, b: Path) -> None:
     assert summary(a) == summary(b)
 
 
+def finetune_alone_and_side_by_side(configs: list[FinetuneConfig], tmp_path: Path) -> list:
+    """Each seed fine-tuned alone (``alone-<seed>``), then all side by side (``batch-<seed>``);
+    asserts each seed's two runs wrote the same files. The batch's results."""
+    for c in configs:
+        finetune(c, tmp_path / f"alone-{c.seed}", progress=False)
+    results = finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
+    for c in configs:
+        assert_same_finetuning(tmp_path / f"alone-{c.seed}", tmp_path / f"batch-{c.seed}")
+    return results
+
+
 @pytest.mark.parametrize("variant", ["direct", "pex", "sft"])
 @pytest.mark.parametrize("algo", ["iql", "td3bc"])
 def test_batched_finetuning_writes_each_seeds_one_seed_run(
@@ -324,12 +335,8 @@ def test_batched_finetuning_writes_each_seeds_one_seed_run(
     drawing fresh weights from the seed's global generator and restarting Adam."""
     dirs = seed_pretraining[algo]
     configs = [ft_config(d, seed, variant=variant) for seed, d in dirs.items()]
-    for c in configs:
-        finetune(c, tmp_path / f"alone-{c.seed}", progress=False)
-    results = finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
+    results = finetune_alone_and_side_by_side(configs, tmp_path)
     assert [r.out_dir.name for r in results] == [f"batch-{c.seed}" for c in configs]
-    for c in configs:
-        assert_same_finetuning(tmp_path / f"alone-{c.seed}", tmp_path / f"batch-{c.seed}")
     batch_summary = json.loads((tmp_path / "batch-0" / "summary.json").read_text())
     assert batch_summary["seeds_in_process"] == 3
     # The seeds really differ: a batch that ran one seed three times would fail above.
@@ -349,11 +356,7 @@ def test_batched_episode_control_writes_each_seeds_one_seed_run(seed_pretraining
         ft_config(d, seed, variant="sft-episode", eval_episodes=2, probe_every=2)
         for seed, d in dirs.items()
     ]
-    for c in configs:
-        finetune(c, tmp_path / f"alone-{c.seed}", progress=False)
-    finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
-    for c in configs:
-        assert_same_finetuning(tmp_path / f"alone-{c.seed}", tmp_path / f"batch-{c.seed}")
+    finetune_alone_and_side_by_side(configs, tmp_path)
     drivers = "".join((tmp_path / f"batch-{c.seed}" / "episodes.csv").read_text() for c in configs)
     assert ",1.0,0.0" in drivers and ",0.0,1.0" in drivers  # both policies drove episodes
 
@@ -367,11 +370,8 @@ def test_batched_sft_writes_each_seeds_one_seed_run_through_anchor_updates(
     monkeypatch.setattr("sftlib.sft.state_control.improves", lambda *_: True)
     dirs = seed_pretraining["iql"]
     configs = [ft_config(dirs[s], s, variant="sft", mc_veto=False) for s in (0, 1)]
+    finetune_alone_and_side_by_side(configs, tmp_path)
     for c in configs:
-        finetune(c, tmp_path / f"alone-{c.seed}", progress=False)
-    finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
-    for c in configs:
-        assert_same_finetuning(tmp_path / f"alone-{c.seed}", tmp_path / f"batch-{c.seed}")
         assert (tmp_path / f"batch-{c.seed}" / "events.csv").read_text().count(
             ",anchor_update,"
         ) == 1
@@ -388,11 +388,8 @@ def test_batched_sft_writes_each_seeds_one_seed_run_through_probe_episodes(
         ft_config(d, seed, variant="sft", probe_every=2, patience=1000, reset_start=1000)
         for seed, d in dirs.items()
     ]
+    finetune_alone_and_side_by_side(configs, tmp_path)
     for c in configs:
-        finetune(c, tmp_path / f"alone-{c.seed}", progress=False)
-    finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
-    for c in configs:
-        assert_same_finetuning(tmp_path / f"alone-{c.seed}", tmp_path / f"batch-{c.seed}")
         episodes = (tmp_path / f"batch-{c.seed}" / "episodes.csv").read_text().splitlines()
         assert episodes[2].endswith(",0.0,1.0")  # the second episode: the learner's alone
 
@@ -469,11 +466,7 @@ def test_fqe_takes_the_next_actions_of_bound_policies_from_their_stacks(monkeypa
 def test_seeds_sharing_one_pretraining_checkpoint_fine_tune_together(seed_pretraining, tmp_path):
     shared = seed_pretraining["iql"][0]
     configs = [ft_config(shared, seed, online_steps=300) for seed in (5, 6)]
-    for c in configs:
-        finetune(c, tmp_path / f"alone-{c.seed}", progress=False)
-    finetune_seeds(configs, [tmp_path / f"batch-{c.seed}" for c in configs], False)
-    for c in configs:
-        assert_same_finetuning(tmp_path / f"alone-{c.seed}", tmp_path / f"batch-{c.seed}")
+    finetune_alone_and_side_by_side(configs, tmp_path)
 
 
 FINETUNE_KILL_SCRIPT = """
